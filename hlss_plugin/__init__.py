@@ -1,0 +1,12 @@
+"""hlss_plugin: HLSS for MMPretrain.
+
+Importing the package registers every dataset, sampler, transform and hook
+into MMPretrain's registries::
+
+    custom_imports = dict(imports=['hlss_plugin'], allow_failed_imports=False)
+"""
+from . import datasets, engine, models  # noqa: F401  (registration)
+from .errors import BadPatchError
+from .version import __version__
+
+__all__ = ['BadPatchError', 'datasets', 'engine', 'models', '__version__']

@@ -1,0 +1,303 @@
+"""``SRHAugment``: the HiDisc/HLSS-style SRH augmentation as one transform.
+
+Randomness is split from computation (see
+:mod:`~hlss_plugin.datasets.transforms.augment_ops`):
+:meth:`SRHAugment.sample_plan` draws which ops fire and their parameters for
+``n`` samples, :func:`apply_plan` applies such a plan to one image
+``(C, H, W)`` or a batch ``(B, C, H, W)``. The per-sample pipeline uses
+``n = 1``; a batched GPU data preprocessor can call the same two functions
+with ``n = B`` and a CUDA generator.
+"""
+import os
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Union
+
+import torch
+from mmcv.transforms import BaseTransform
+from mmpretrain.registry import TRANSFORMS
+
+from .augment_ops import (AUGMENT_OPS, AugmentOp, Params, RandomResizedCrop,
+                          build_augment_op, select_params)
+
+#: The default strong ops (each fires with ``rand_prob``), in the order they
+#: run. The resized crop always runs first (see :class:`SRHAugment`).
+DEFAULT_OPS = (
+    dict(type='random_resized_crop', size=224, scale=(0.08, 1.0)),
+    dict(type='gaussian_noise', std=(0.01, 0.1)),
+    dict(type='color_jitter', brightness=0.2, contrast=0.2, saturation=0.2,
+         hue=0.1),
+    dict(type='autocontrast'),
+    dict(type='solarize', threshold=0.2),
+    dict(type='sharpness', factor=2.0),
+    dict(type='gaussian_blur', kernel_size=5, sigma=(1.0, 1.0)),
+    dict(type='erasing', scale=(0.02, 0.33), ratio=(0.3, 3.3)),
+    dict(type='affine', degrees=10.0, translate=(0.1, 0.1)),
+)
+
+
+@dataclass
+class PlannedOp:
+    """One op of a sampled augmentation plan for ``n`` samples.
+
+    Attributes:
+        name (str): Op name.
+        op (AugmentOp): The op.
+        mask (Tensor): ``(n,)`` bool, samples the op is applied to.
+        params (dict | None): Params for all ``n`` samples (``None`` when
+            ``mask`` is all False).
+        fired (Tensor): ``(n,)`` bool, samples where the op counts as
+            applied (equal to ``mask``, except for the crop, which always
+            runs but only counts where the *resized* crop was drawn).
+    """
+
+    name: str
+    op: AugmentOp
+    mask: torch.Tensor
+    params: Optional[Params]
+    fired: torch.Tensor
+
+
+def apply_plan(img: torch.Tensor, plan: Sequence[PlannedOp]) -> torch.Tensor:
+    """Apply a sampled plan to ``(C, H, W)`` (``n = 1``) or ``(B, C, H, W)``.
+
+    For each op, the samples in ``mask`` are transformed with their own
+    params; the others pass unchanged. ``img`` is not modified.
+
+    Args:
+        img (Tensor): Float image(s) in ``[0, 1]``.
+        plan (list[PlannedOp]): From :meth:`SRHAugment.sample_plan` with
+            ``n`` equal to the batch size.
+
+    Returns:
+        Tensor: Augmented image(s), same dtype; the spatial size is the crop
+        size when the plan holds a crop.
+
+    Example:
+        >>> aug = SRHAugment(ops=[dict(type='random_resized_crop', size=8)])
+        >>> x = torch.rand(4, 3, 16, 16)
+        >>> apply_plan(x, aug.sample_plan(None, 4, x.shape[1:])).shape
+        torch.Size([4, 3, 8, 8])
+    """
+    single = img.ndim == 3
+    x = img.unsqueeze(0) if single else img
+    owned = False
+    for step in plan:
+        if step.params is None:
+            continue
+        mask = step.mask.to(x.device)
+        if bool(mask.all()):
+            x = step.op.apply(x, step.params)
+            owned = True
+        elif bool(mask.any()):
+            if not owned:
+                x = x.clone()
+                owned = True
+            x[mask] = step.op.apply(x[mask], select_params(step.params, mask))
+    return x[0] if single else x
+
+
+@TRANSFORMS.register_module()
+class SRHAugment(BaseTransform):
+    """Random SRH augmentation in the spirit of the HiDisc / HLSS recipe.
+
+    * Base ops (default horizontal and vertical flip) each fire with
+      ``base_prob`` (0.5).
+    * Each strong op in ``ops`` fires independently with ``rand_prob``
+      (or its own ``prob`` key).
+    * Speed: a ``random_resized_crop`` op always runs **first**, so every
+      later op works on the (smaller) output size. Where it does not fire,
+      a plain ``size`` crop (random position, or centre with
+      ``crop_fallback='center'``) is taken instead, so all views have the
+      same size and can be batched. The reference recipe crops last; the op
+      set and probabilities are unchanged.
+
+    Default strong ops (``ops=None``), see :data:`DEFAULT_OPS`:
+    ``random_resized_crop`` (224, scale 0.08-1), ``gaussian_noise`` (std
+    0.01-0.1), ``color_jitter`` (0.2, 0.2, 0.2, hue 0.1), ``autocontrast``,
+    ``solarize`` (threshold 0.2), ``sharpness`` (2.0), ``gaussian_blur``
+    (kernel 5, sigma 1), ``erasing`` (scale 0.02-0.33), ``affine`` (10 deg,
+    translate 0.1).
+
+    Random numbers: with ``seed=None`` the global torch RNG is used (seeded
+    per DataLoader worker by PyTorch). With an int ``seed`` the transform
+    owns a generator, created lazily in each process; in a DataLoader
+    worker it mixes in ``torch.initial_seed()`` so workers and epochs
+    differ while staying reproducible.
+
+    **Required keys:** ``img`` (float tensor ``(C, H, W)``, 3 channels for
+    the colour ops). **Modified keys:** ``img``, ``img_shape``.
+    **Added keys:** ``aug_applied`` (list of op names, only if ``record``).
+
+    Args:
+        ops (list[dict] | None): Strong ops as
+            ``dict(type=name, prob=p (optional), **op_kwargs)``; ``None``
+            for :data:`DEFAULT_OPS`, ``[]`` for none. Valid names:
+            ``hflip, vflip, gaussian_noise, color_jitter, autocontrast,
+            solarize, sharpness, gaussian_blur, affine, random_resized_crop,
+            erasing``.
+        rand_prob (float): Probability of each strong op. Defaults to 0.3.
+        base_ops (Sequence[str | dict]): Always-considered ops. Defaults to
+            ``('hflip', 'vflip')``.
+        base_prob (float): Probability of each base op. Defaults to 0.5.
+        seed (int, optional): See "Random numbers". Defaults to None.
+        record (bool): Store fired op names in ``results['aug_applied']``.
+            Defaults to False.
+        crop_fallback (str): ``'random'`` (default) or ``'center'`` position
+            of the plain crop used when the resized crop does not fire.
+
+    Example:
+        >>> aug = SRHAugment(seed=0, record=True)
+        >>> out = aug(dict(img=torch.rand(3, 300, 300)))
+        >>> out['img'].shape
+        torch.Size([3, 224, 224])
+    """
+
+    def __init__(self,
+                 ops: Optional[Sequence[Union[str, dict]]] = None,
+                 rand_prob: float = 0.3,
+                 base_ops: Sequence[Union[str, dict]] = ('hflip', 'vflip'),
+                 base_prob: float = 0.5,
+                 seed: Optional[int] = None,
+                 record: bool = False,
+                 crop_fallback: str = 'random'):
+        for name, p in (('rand_prob', rand_prob), ('base_prob', base_prob)):
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f'SRHAugment: {name} must be a probability '
+                                 f'in [0, 1], got {p}.')
+        if crop_fallback not in ('random', 'center'):
+            raise ValueError(f'SRHAugment: crop_fallback must be "random" or '
+                             f'"center", got {crop_fallback!r}.')
+        if seed is not None and not isinstance(seed, int):
+            raise ValueError(f'SRHAugment: seed must be an int or None, got '
+                             f'{seed!r}.')
+        self.rand_prob = float(rand_prob)
+        self.base_prob = float(base_prob)
+        self.seed = seed
+        self.record = record
+        self.crop_fallback = crop_fallback
+
+        steps = [self._build(c, self.base_prob) for c in base_ops]
+        steps += [self._build(c, self.rand_prob)
+                  for c in (DEFAULT_OPS if ops is None else ops)]
+        crops = [s for s in steps if isinstance(s[0], RandomResizedCrop)]
+        if len(crops) > 1:
+            raise ValueError('SRHAugment: give at most one '
+                             'random_resized_crop op (it fixes the output '
+                             'size of every view).')
+        # the crop runs first; the rest keep their order
+        self.steps = crops + [s for s in steps if s not in crops]
+        self._probs = torch.tensor([p for _, p in self.steps])
+        self._generator = None
+        self._generator_pid = None
+
+    @staticmethod
+    def _build(cfg, default_prob: float):
+        if isinstance(cfg, dict):
+            cfg = dict(cfg)
+            prob = float(cfg.pop('prob', default_prob))
+        else:
+            prob = default_prob
+        if not 0.0 <= prob <= 1.0:
+            raise ValueError(f'SRHAugment: op prob must be in [0, 1], got '
+                             f'{prob} for {cfg!r}.')
+        if isinstance(cfg, str) and cfg not in AUGMENT_OPS:
+            raise ValueError(f'SRHAugment: unknown op {cfg!r}; valid names: '
+                             f'{sorted(AUGMENT_OPS)}.')
+        return build_augment_op(cfg), prob
+
+    # --------------------------------------------------------------- random
+    @property
+    def generator(self) -> Optional[torch.Generator]:
+        """This process's generator (``None``: global RNG, ``seed=None``)."""
+        if self.seed is None:
+            return None
+        if self._generator is None or self._generator_pid != os.getpid():
+            seed = self.seed
+            if torch.utils.data.get_worker_info() is not None:
+                seed = (seed * 1_000_003 + torch.initial_seed()) % (2**63)
+            self._generator = torch.Generator().manual_seed(seed)
+            self._generator_pid = os.getpid()
+        return self._generator
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state['_generator'] = None
+        state['_generator_pid'] = None
+        return state
+
+    def sample_plan(self, generator: Optional[torch.Generator], n: int,
+                    shape: Sequence[int]) -> List[PlannedOp]:
+        """Draw which ops fire and their params for ``n`` samples.
+
+        Args:
+            generator (torch.Generator, optional): Source of randomness (its
+                device is where params are created); ``None`` for the global
+                CPU generator.
+            n (int): Number of samples (batch size; 1 per-sample).
+            shape (Sequence[int]): Input ``(C, H, W)``.
+
+        Returns:
+            list[PlannedOp]: Pass it to :func:`apply_plan`.
+
+        Example:
+            >>> plan = SRHAugment().sample_plan(None, 8, (3, 300, 300))
+            >>> [p.name for p in plan][:3]
+            ['random_resized_crop', 'hflip', 'vflip']
+        """
+        device = generator.device if generator is not None else None
+        shape = tuple(shape)
+        probs = self._probs if device is None else self._probs.to(device)
+        fire = torch.rand(n, len(self.steps), generator=generator,
+                          device=device) < probs
+        fire_any = fire.any(dim=0).tolist()  # one sync for all ops
+        plan = []
+        for j, (op, _) in enumerate(self.steps):
+            mask = fire[:, j]
+            if isinstance(op, RandomResizedCrop):
+                params = self._crop_params(op, generator, n, shape, mask,
+                                           fire_any[j])
+                plan.append(PlannedOp(op.name, op, torch.ones_like(mask),
+                                      params, mask))
+            else:
+                params = (op.sample(generator, n, shape)
+                          if fire_any[j] else None)
+                plan.append(PlannedOp(op.name, op, mask, params, mask))
+            shape = op.output_shape(shape)
+        return plan
+
+    def _crop_params(self, op: RandomResizedCrop, generator, n, shape,
+                     resized: torch.Tensor, any_resized: bool) -> Params:
+        """Resized-crop boxes where ``resized``, plain crops elsewhere."""
+        random_pos = self.crop_fallback == 'random'
+        if n == 1 or not any_resized:
+            return (op.sample(generator, n, shape) if any_resized else
+                    op.sample_plain(generator, n, shape, random_pos))
+        box = op.sample(generator, n, shape)['box']
+        plain = op.sample_plain(generator, n, shape, random_pos)['box']
+        return {'box': torch.where(resized.view(-1, 1), box, plain)}
+
+    # ------------------------------------------------------------ transform
+    def transform(self, results: dict) -> dict:
+        img = results['img']
+        if not isinstance(img, torch.Tensor) or not img.is_floating_point() \
+                or img.ndim != 3:
+            what = (f'{img.dtype} {tuple(img.shape)}' if isinstance(
+                img, torch.Tensor) else type(img).__name__)
+            raise ValueError(
+                f'SRHAugment expects results["img"] as a float tensor '
+                f'(C, H, W) in [0, 1]; got {what}. Put LoadSRHPatch + '
+                f'SRHThirdChannel (or LoadPatchImage / '
+                f'LoadH5Patch) before it.')
+        plan = self.sample_plan(self.generator, 1, img.shape)
+        out = apply_plan(img, plan)
+        results['img'] = out
+        results['img_shape'] = tuple(out.shape[-2:])
+        if self.record:
+            results['aug_applied'] = [p.name for p in plan if bool(p.fired[0])]
+        return results
+
+    def __repr__(self) -> str:
+        steps = ', '.join(f'{op.name}@{p:g}' for op, p in self.steps)
+        return (f'{self.__class__.__name__}(steps=[{steps}], '
+                f'seed={self.seed}, record={self.record}, '
+                f'crop_fallback={self.crop_fallback!r})')

@@ -1,0 +1,54 @@
+"""`import hlss_plugin` registers every public module into MMPretrain."""
+import glob
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+from mmpretrain.registry import DATA_SAMPLERS, DATASETS, HOOKS, MODELS, \
+    TRANSFORMS
+
+import hlss_plugin  # noqa: F401
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+EXPECTED = {
+    DATASETS: ['OpenSRHDataset', 'TCGADataset', 'HierarchicalManifestDataset'],
+    DATA_SAMPLERS: ['HierarchicalSampler'],
+    TRANSFORMS: ['LoadSRHPatch', 'LoadH5Patch', 'LoadPatchImage',
+                 'SRHThirdChannel', 'SRHAugment'],
+    HOOKS: ['PlainCheckpointHook'],
+    MODELS: ['HierarchicalSupConLoss', 'HierarchicalAlignmentLoss'],
+}
+
+
+@pytest.mark.parametrize('registry, names', EXPECTED.items(),
+                         ids=lambda x: getattr(x, 'name', None))
+def test_registered(registry, names):
+    for name in names:
+        assert registry.get(name) is not None, f'{name} not in {registry}'
+
+
+@pytest.mark.parametrize('path', sorted(glob.glob(
+    osp.join(REPO, 'configs', 'mmpretrain', '**', '*.py'), recursive=True)),
+    ids=lambda p: osp.relpath(p, REPO))
+def test_configs_parse_and_name_registered_types(path):
+    cfg = Config.fromfile(path)
+
+    def types(node):
+        if isinstance(node, dict):
+            if 'type' in node and isinstance(node['type'], str):
+                yield node['type']
+            for value in node.values():
+                yield from types(value)
+        elif isinstance(node, (list, tuple)):
+            for value in node:
+                yield from types(value)
+
+    registries = [DATASETS, DATA_SAMPLERS, TRANSFORMS, HOOKS, MODELS]
+    from mmpretrain.registry import VISBACKENDS, VISUALIZERS
+    registries += [VISBACKENDS, VISUALIZERS]
+    from mmengine.registry import FUNCTIONS
+    registries.append(FUNCTIONS)
+    for name in types(cfg.to_dict()):
+        assert any(r.get(name) is not None for r in registries), \
+            f'{path}: type {name!r} is not registered'
