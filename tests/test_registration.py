@@ -4,6 +4,8 @@ import os.path as osp
 
 import pytest
 from mmengine.config import Config
+from mmengine.registry import FUNCTIONS, Registry
+from mmpretrain import registry as mmpretrain_registry
 from mmpretrain.registry import DATA_SAMPLERS, DATASETS, HOOKS, MODELS, \
     TRANSFORMS
 
@@ -17,7 +19,9 @@ EXPECTED = {
     TRANSFORMS: ['LoadSRHPatch', 'LoadH5Patch', 'LoadPatchImage',
                  'SRHThirdChannel', 'SRHAugment'],
     HOOKS: ['PlainCheckpointHook'],
-    MODELS: ['HierarchicalSupConLoss', 'HierarchicalAlignmentLoss'],
+    MODELS: ['HLSS', 'HierarchicalTextAlignedHead', 'HierarchicalSupConLoss',
+             'HierarchicalAlignmentLoss', 'HFSentenceTextTower',
+             'HFCLIPTextTower', 'PrecomputedTextTower'],
 }
 
 
@@ -44,11 +48,8 @@ def test_configs_parse_and_name_registered_types(path):
             for value in node:
                 yield from types(value)
 
-    registries = [DATASETS, DATA_SAMPLERS, TRANSFORMS, HOOKS, MODELS]
-    from mmpretrain.registry import VISBACKENDS, VISUALIZERS
-    registries += [VISBACKENDS, VISUALIZERS]
-    from mmengine.registry import FUNCTIONS
-    registries.append(FUNCTIONS)
+    registries = [r for r in vars(mmpretrain_registry).values()
+                  if isinstance(r, Registry)] + [FUNCTIONS]
     for name in types(cfg.to_dict()):
         assert any(r.get(name) is not None for r in registries), \
             f'{path}: type {name!r} is not registered'

@@ -1,15 +1,17 @@
-"""The README's demo: synthetic OpenSRH data → one hierarchical batch.
+"""The README's demo: synthetic OpenSRH data → HLSS training → report.
 
-Runs offline on the embedded defaults:
+Runs offline on the embedded defaults (2 CPU cores, a few minutes):
 
 1. writes a synthetic OpenSRH-layout dataset (7 classes × 6 patients ×
    2 slides × 12 patches) unless it already exists,
-2. builds the training dataloader of
-   ``configs/mmpretrain/_base_/datasets/opensrh_hierarchical.py`` exactly as
-   an mmengine Runner does (``HierarchicalSampler`` + SRH pipeline),
-3. draws one batch and writes ``WORK_DIR/report.md`` (the batch's
-   patient → slide → patch → view layout, shapes, timings) and
-   ``WORK_DIR/batch.png`` (the views as an image grid).
+2. builds the training dataloader of ``configs/mmpretrain/hlss_srh_tiny.py``
+   exactly as an mmengine Runner does (``HierarchicalSampler`` + SRH
+   pipeline), draws one batch and draws it to ``WORK_DIR/batch.png``,
+3. trains HLSS with that config (ResNet-18, the embedded MiniLM text tower,
+   patch/slide/patient heads) with mmengine's Runner, saving checkpoints in
+   ``WORK_DIR/train``,
+4. writes ``WORK_DIR/report.md``: data, the batch's hierarchy, losses per
+   level and term at the first and last epoch, checkpoint and timings.
 
 Example:
     python tools/demo.py --work-dir work_dirs/demo
@@ -22,7 +24,7 @@ import time
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-DATA_CFG = 'configs/mmpretrain/_base_/datasets/opensrh_hierarchical.py'
+CONFIG = 'configs/mmpretrain/hlss_srh_tiny.py'
 
 
 def parse_args(argv=None):
@@ -36,6 +38,10 @@ def parse_args(argv=None):
     parser.add_argument('--patches', type=int, default=12)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--num-workers', type=int, default=2)
+    parser.add_argument('--max-epochs', type=int, default=None,
+                        help='override the config\'s training length')
+    parser.add_argument('--skip-train', action='store_true',
+                        help='only generate data and show a batch')
     return parser.parse_args(argv)
 
 
@@ -51,17 +57,60 @@ def ensure_data(args, data_root):
     return 'generated', time.perf_counter() - start
 
 
-def build_loader(data_root, num_workers, seed):
-    """Build the config's train dataloader the way mmengine's Runner does."""
+def load_config(data_root, num_workers):
+    """The demo config, pointed at ``data_root``."""
     from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-    from mmengine.runner import Runner
-    cfg = Config.fromfile(DATA_CFG)
+    cfg = Config.fromfile(CONFIG)
     cfg.train_dataloader.dataset.data_root = data_root
     cfg.train_dataloader.num_workers = num_workers
     cfg.train_dataloader.persistent_workers = num_workers > 0
+    return cfg
+
+
+def build_loader(cfg, seed):
+    """Build the config's train dataloader the way mmengine's Runner does."""
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import Runner
     init_default_scope('mmpretrain')
-    return cfg, Runner.build_dataloader(cfg.train_dataloader, seed=seed)
+    return Runner.build_dataloader(cfg.train_dataloader, seed=seed)
+
+
+def train(cfg, work_dir, max_epochs):
+    """Train with mmengine's Runner; returns (runner, seconds)."""
+    from mmengine.runner import Runner
+    cfg.work_dir = work_dir
+    if max_epochs is not None:
+        cfg.train_cfg.max_epochs = max_epochs
+        for sched in cfg.param_scheduler:
+            sched.end = min(sched.end, max_epochs)
+            sched.begin = min(sched.begin, max_epochs - 1)
+    runner = Runner.from_cfg(cfg)
+    start = time.perf_counter()
+    runner.train()
+    return runner, time.perf_counter() - start
+
+
+def loss_table(scalars_path):
+    """Markdown rows: mean loss per term in the first and last epoch."""
+    import json
+    rows = {}
+    with open(scalars_path) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    records = [r for r in records if 'epoch' in r and 'loss' in r]
+    if not records:
+        return ['(no training scalars were logged)']
+    first, last = records[0]['epoch'], records[-1]['epoch']
+    for r in records:
+        for key, value in r.items():
+            if key.startswith('loss'):
+                rows.setdefault(key, {}).setdefault(r['epoch'],
+                                                    []).append(value)
+    lines = [f'| loss | epoch {first} | epoch {last} |', '|---|---|---|']
+    for key, by_epoch in rows.items():
+        a = sum(by_epoch[first]) / len(by_epoch[first])
+        b = sum(by_epoch[last]) / len(by_epoch[last])
+        lines.append(f'| {key} | {a:.3f} | {b:.3f} |')
+    return lines
 
 
 def batch_table(batch, dataset, cfg):
@@ -121,6 +170,27 @@ def save_grid(batch, path, classes):
     plt.close(fig)
 
 
+def train_section(cfg, args):
+    """Train and describe the run in markdown lines."""
+    import glob
+    work_dir = osp.join(args.work_dir, 'train')
+    runner, seconds = train(cfg, work_dir, args.max_epochs)
+    ckpts = sorted(glob.glob(osp.join(work_dir, 'epoch_*.pth')),
+                   key=lambda p: int(p.rsplit('_', 1)[1][:-4]))
+    scalars = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
+                                        'scalars.json')))
+    lines = [
+        '## HLSS training', '',
+        f'- {runner.max_epochs} epochs, {runner.iter} iterations in '
+        f'{seconds:.0f} s on this machine\'s CPU; heads: '
+        + ', '.join(f'{lv} ({runner.model.heads[lv].num_attributes} '
+                    f'attributes)' for lv in runner.model.levels),
+        f'- last checkpoint: `{ckpts[-1] if ckpts else "none"}`', ''
+    ]
+    lines += loss_table(scalars[-1]) if scalars else ['(no scalars file)']
+    return lines
+
+
 def main(argv=None):
     args = parse_args(argv)
     import hlss_plugin  # noqa: F401  registers everything
@@ -130,7 +200,8 @@ def main(argv=None):
     print(f'[demo] synthetic OpenSRH data {how} at {data_root}'
           + (f' in {gen_s:.1f} s' if gen_s else ''))
 
-    cfg, loader = build_loader(data_root, args.num_workers, args.seed)
+    cfg = load_config(data_root, args.num_workers)
+    loader = build_loader(cfg, args.seed)
     dataset = loader.dataset
     hierarchy = dataset.get_hierarchy()
     start = time.perf_counter()
@@ -144,16 +215,18 @@ def main(argv=None):
         f'{hierarchy.num_patients} patients, {hierarchy.num_slides} slides, '
         f'{hierarchy.num_items} patches, classes '
         f'{list(dataset.metainfo["classes"])}',
-        f'- config: `{DATA_CFG}`; sampler yields {len(loader)} batches per '
+        f'- config: `{CONFIG}`; sampler yields {len(loader)} batches per '
         f'epoch; first batch took {first_s:.2f} s with '
         f'{args.num_workers} workers (includes worker start-up)',
     ]
     lines += batch_table(batch, dataset, cfg)
     grid = osp.join(args.work_dir, 'batch.png')
     save_grid(batch, grid, dataset.metainfo['classes'])
-    lines += ['', f'![batch]({osp.basename(grid)})', '',
-              'Training (HLSS model) and kNN evaluation are added to this '
-              'demo by the model and evaluation issues.']
+    lines += ['', f'![batch]({osp.basename(grid)})', '']
+    if not args.skip_train:
+        lines += train_section(cfg, args)
+    lines += ['', 'kNN evaluation is added to this demo by the evaluation '
+              'issue.']
     report = osp.join(args.work_dir, 'report.md')
     with open(report, 'w') as f:
         f.write('\n'.join(lines) + '\n')

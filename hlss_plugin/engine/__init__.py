@@ -1,5 +1,10 @@
-"""Runner-side pieces: hooks and checkpoint helpers."""
-from .hooks import PlainCheckpointHook
+"""Runner-side pieces: hooks, model wrappers and checkpoint helpers."""
+from .hooks import HierarchicalBatchCheckHook, PlainCheckpointHook
+from .model_wrappers import DeviceAwareDistributedDataParallel
 from .plain_state import PLAIN_TAG, from_plain, to_plain
 
-__all__ = ['PlainCheckpointHook', 'PLAIN_TAG', 'from_plain', 'to_plain']
+__all__ = [
+    'HierarchicalBatchCheckHook', 'PlainCheckpointHook',
+    'DeviceAwareDistributedDataParallel', 'PLAIN_TAG', 'from_plain',
+    'to_plain'
+]

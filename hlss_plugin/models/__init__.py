@@ -1,4 +1,12 @@
-"""Models: losses (and, as they land, text towers, heads and HLSS)."""
+"""HLSS model, text-aligned heads, losses and frozen text towers."""
+from .algorithms import HLSS
+from .heads import HierarchicalTextAlignedHead
 from .losses import HierarchicalAlignmentLoss, HierarchicalSupConLoss
+from .text_towers import (BaseTextTower, HFCLIPTextTower, HFSentenceTextTower,
+                          PrecomputedTextTower)
 
-__all__ = ['HierarchicalAlignmentLoss', 'HierarchicalSupConLoss']
+__all__ = [
+    'HLSS', 'HierarchicalTextAlignedHead', 'HierarchicalAlignmentLoss',
+    'HierarchicalSupConLoss', 'BaseTextTower', 'HFCLIPTextTower',
+    'HFSentenceTextTower', 'PrecomputedTextTower'
+]

@@ -14,12 +14,15 @@ therefore receives ``world_size * dL/d(own input)``; DDP's gradient averaging
 (division by ``world_size``) then yields exactly the gradient of ``L`` that a
 single process would compute on the concatenated batch.
 """
-from typing import List, Tuple
+from typing import Any, List, Tuple
 
 import torch
 import torch.distributed as torch_dist
 
-__all__ = ['rank', 'world_size', 'is_distributed', 'gather', 'gather_no_grad']
+__all__ = [
+    'rank', 'world_size', 'is_distributed', 'gather', 'gather_no_grad',
+    'broadcast_object'
+]
 
 
 def is_distributed() -> bool:
@@ -149,3 +152,27 @@ def gather_no_grad(tensor: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         out, _ = _all_gather_varlen(tensor.detach())
     return out
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Send a picklable object from rank ``src`` to every rank.
+
+    A collective: every rank must call it. Without a process group (or with
+    one rank) it returns ``obj`` unchanged.
+
+    Args:
+        obj (Any): The object on rank ``src``; ignored on other ranks.
+        src (int): Sending rank. Defaults to 0.
+
+    Returns:
+        Any: ``src``'s object, on every rank.
+
+    Example:
+        >>> broadcast_object({'a': 1})
+        {'a': 1}
+    """
+    if world_size() == 1:
+        return obj
+    payload = [obj if rank() == src else None]
+    torch_dist.broadcast_object_list(payload, src=src)
+    return payload[0]

@@ -434,3 +434,16 @@ def test_full_mmpretrain_pipeline(tmp_path):
     assert (sample.patient_idx, sample.slide_idx) == (3, 5)
     assert sample.gt_label.tolist() == [1]
     assert sample.img_path == str(path)
+
+
+def test_crop_size_overrides_only_the_crop():
+    aug = SRHAugment(crop_size=96, seed=0)
+    out = aug(dict(img=torch.rand(3, 300, 300)))
+    assert out['img'].shape == (3, 96, 96)
+    # every default op is still there
+    assert len(aug.steps) == len(DEFAULT_OPS) + 2
+    with pytest.raises(ValueError, match='crop_size needs a '
+                       'random_resized_crop'):
+        SRHAugment(ops=[dict(type='solarize')], crop_size=96)
+    with pytest.raises(ValueError, match='crop_size must be a positive int'):
+        SRHAugment(crop_size=0)

@@ -1,4 +1,4 @@
-"""The README's demo, end to end on a tiny synthetic set."""
+"""The README's demo, end to end on a tiny synthetic set (1 epoch)."""
 import os.path as osp
 import subprocess
 import sys
@@ -11,22 +11,30 @@ def test_demo_writes_report_and_grid(tmp_path):
     out = subprocess.run(
         [sys.executable, osp.join(REPO, 'tools', 'demo.py'), '--work-dir',
          str(work), '--patients-per-class', '3', '--patches', '4',
-         '--num-workers', '0'],
+         '--num-workers', '0', '--max-epochs', '1'],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     report = (work / 'report.md').read_text()
     # 4 patients x 2 slides x 2 patches, two 224 px views each
     assert '16 patches = 4 patients × 2 slides × 2 patches; 2 views' in report
-    assert '(16, 3, 224, 224)' in report
+    assert '(16, 3, 96, 96)' in report  # hlss_srh_tiny's 96 px views
     rows = [line for line in report.splitlines()
             if line.startswith('| SYN')]
     assert len(rows) == 8  # one row per (patient, slide)
     assert len({r.split('|')[1] for r in rows}) == 4
     assert (work / 'batch.png').stat().st_size > 10_000
+    # HLSS trained with the embedded MiniLM tower and saved a checkpoint
+    assert '## HLSS training' in report
+    assert (work / 'train' / 'epoch_1.pth').is_file()
+    # per-level losses also go to TensorBoard
+    assert list((work / 'train').glob('*/vis_data/events.out.tfevents.*'))
+    for level in ('patch', 'slide', 'patient'):
+        for term in ('hvc', 'ha'):
+            assert f'| loss_{level}_{term} |' in report
     # a second run reuses the data instead of regenerating it
     again = subprocess.run(
         [sys.executable, osp.join(REPO, 'tools', 'demo.py'), '--work-dir',
-         str(work), '--num-workers', '0'],
+         str(work), '--num-workers', '0', '--skip-train'],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     assert 'data reused' in again.stdout or 'reused at' in again.stdout

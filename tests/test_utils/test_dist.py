@@ -76,3 +76,13 @@ def _gather_worker(rank, world_size):
 
 def test_gather_two_processes():
     run_distributed(_gather_worker, 2)
+
+
+def _broadcast_worker(rank, world_size):
+    got = dist.broadcast_object({'from': rank} if rank == 0 else None)
+    assert got == {'from': 0}, (rank, got)
+
+
+def test_broadcast_object_two_processes():
+    assert dist.broadcast_object([1, 2]) == [1, 2]  # no group: unchanged
+    run_distributed(_broadcast_worker, 2)

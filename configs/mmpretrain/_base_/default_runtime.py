@@ -9,16 +9,25 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
-# Keeps checkpoints loadable with torch.load(weights_only=True) (torch>=2.6),
-# so `--resume` works without allow-listing anything.
-custom_hooks = [dict(type='PlainCheckpointHook')]
+# PlainCheckpointHook keeps checkpoints loadable with
+# torch.load(weights_only=True) (torch>=2.6), so `--resume` works without
+# allow-listing anything. HierarchicalBatchCheckHook stops before the first
+# iteration when the batch size is not the sampler's P x S x K (harmless with
+# other samplers).
+custom_hooks = [
+    dict(type='PlainCheckpointHook'),
+    dict(type='HierarchicalBatchCheckHook'),
+]
 
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
     dist_cfg=dict(backend='nccl'),
 )
-vis_backends = [dict(type='LocalVisBackend')]
+vis_backends = [
+    dict(type='LocalVisBackend'),
+    dict(type='TensorboardVisBackend'),
+]
 visualizer = dict(type='UniversalVisualizer', vis_backends=vis_backends)
 log_processor = dict(window_size=10)
 log_level = 'INFO'
