@@ -5,8 +5,12 @@ into MMPretrain's registries::
 
     custom_imports = dict(imports=['hlss_plugin'], allow_failed_imports=False)
 """
-from . import datasets, engine, models  # noqa: F401  (registration)
+from . import datasets, engine, evaluation, models  # noqa: F401
+# (the imports above register every module into MMPretrain's registries)
 from .errors import BadPatchError
 from .version import __version__
 
-__all__ = ['BadPatchError', 'datasets', 'engine', 'models', '__version__']
+__all__ = [
+    'BadPatchError', 'datasets', 'engine', 'evaluation', 'models',
+    '__version__'
+]

@@ -5,6 +5,7 @@ automatically. Data: a tiny synthetic OpenSRH set, or tiny HDF5 bags for
 configs whose dataset is ``TCGADataset``.
 """
 import glob
+import importlib.util
 import json
 import os
 import os.path as osp
@@ -59,17 +60,53 @@ def tcga_root(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope='module')
+def backbone_ckpt(tmp_path_factory):
+    """An HLSS-style checkpoint holding a ResNet-50 under 'backbone.'."""
+    init_default_scope('mmpretrain')
+    backbone = MODELS.build(dict(type='ResNet', depth=50))
+    path = str(tmp_path_factory.mktemp('ckpt') / 'hlss.pth')
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in
+                               backbone.state_dict().items()},
+                'meta': {}}, path)
+    return path
+
+
+@pytest.fixture(scope='module')
+def clip_dir(tmp_path_factory):
+    """A random-weight open_clip RN50 converted by our converter."""
+    import open_clip
+    root = tmp_path_factory.mktemp('clip')
+    torch.manual_seed(0)
+    model = open_clip.create_model('RN50-quickgelu', pretrained=None)
+    torch.save(model.state_dict(), str(root / 'rn50.pt'))
+    spec = importlib.util.spec_from_file_location(
+        'convert_clip_rn50', osp.join(REPO, 'tools', 'convert_clip_rn50.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    tool.convert(str(root / 'rn50.pt'), str(root / 'converted'))
+    return str(root / 'converted')
+
+
 @pytest.mark.parametrize('path', CONFIGS,
                          ids=[osp.basename(p) for p in CONFIGS])
-def test_config_trains_one_step(path, srh_root, tcga_root):
+def test_config_trains_one_step(path, srh_root, tcga_root, backbone_ckpt,
+                                request, monkeypatch):
+    monkeypatch.setenv('HLSS_BACKBONE_CKPT', backbone_ckpt)
+    if 'clip' in osp.basename(path):
+        monkeypatch.setenv('HLSS_CLIP_DIR', request.getfixturevalue(
+            'clip_dir'))
     cfg = Config.fromfile(path)
     loader_cfg = cfg.train_dataloader
     is_tcga = loader_cfg.dataset.type == 'TCGADataset'
     loader_cfg.dataset.data_root = tcga_root if is_tcga else srh_root
     sampler = loader_cfg.sampler
-    sampler.patients_per_batch = 2
-    loader_cfg.batch_size = 2 * sampler.slides_per_patient * \
-        sampler.patches_per_slide
+    if sampler.type == 'HierarchicalSampler':
+        sampler.patients_per_batch = 2
+        loader_cfg.batch_size = 2 * sampler.slides_per_patient * \
+            sampler.patches_per_slide
+    else:
+        loader_cfg.batch_size = 4
     loader_cfg.num_workers = 0
     loader_cfg.persistent_workers = False
     init_default_scope('mmpretrain')
@@ -78,10 +115,18 @@ def test_config_trains_one_step(path, srh_root, tcga_root):
     model = MODELS.build(cfg.model)
     model.init_weights()
     optim = build_optim_wrapper(model, cfg.optim_wrapper)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainable = {n: p.detach().clone() for n, p in model.named_parameters()
+                 if p.requires_grad}
+    assert trainable, 'nothing to train'
     losses = model.train_step(next(iter(loader)), optim)
     assert losses and all(torch.isfinite(v) for v in losses.values())
-    changed = [k for k, v in model.state_dict().items()
-               if v.dtype.is_floating_point and not torch.equal(v, before[k])]
-    assert any(k.startswith('backbone.') for k in changed)
+    params = dict(model.named_parameters())
+    changed = [n for n, v in trainable.items() if not torch.equal(params[n],
+                                                                 v)]
+    assert changed, 'one step changed no trainable parameter'
+    if cfg.model.type == 'ImageClassifier':  # linear probe: frozen backbone
+        ckpt = torch.load(backbone_ckpt, weights_only=True)['state_dict']
+        for name, value in model.backbone.state_dict().items():
+            if value.dtype.is_floating_point:
+                assert torch.equal(value, ckpt[f'backbone.{name}']), name
     assert not any('text_tower' in k for k in model.state_dict())

@@ -28,7 +28,7 @@ import os.path as osp
 import subprocess
 import sys
 from datetime import timedelta
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import List, Optional
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO_ROOT not in sys.path:
@@ -37,6 +37,8 @@ if REPO_ROOT not in sys.path:
 import torch  # noqa: E402
 import torch.distributed as torch_dist  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
+
+from hlss_plugin.utils.config import set_data_root, walk_config  # noqa: E402
 
 DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 DEVICE_AWARE_DDP = 'DeviceAwareDistributedDataParallel'
@@ -95,55 +97,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
-# ------------------------------------------------------------ config walking
-def _walk(node: Any, path: str) -> Iterator[Tuple[Any, Any, str]]:
-    """Yield ``(container, key, path)`` for every entry under ``node``."""
-    if isinstance(node, dict):
-        items = list(node.items())
-    elif isinstance(node, (list, tuple)):
-        items = list(enumerate(node))
-    else:
-        return
-    for key, value in items:
-        child = f'{path}.{key}' if path else str(key)
-        yield node, key, child
-        yield from _walk(value, child)
-
-
-def set_data_root(cfg: Config, data_root: str) -> List[str]:
-    """Set every ``data_root`` entry of ``cfg`` to ``data_root``.
-
-    Args:
-        cfg (Config): The config, changed in place.
-        data_root (str): The new data root (an existing folder).
-
-    Returns:
-        list[str]: The config keys that were set, e.g.
-        ``['data_root', 'train_dataloader.dataset.data_root']``.
-
-    Raises:
-        TrainToolError: If the folder does not exist or the config has no
-            ``data_root`` entry to set.
-    """
-    if not osp.isdir(data_root):
-        raise TrainToolError(
-            f'--data-root {data_root!r}: no such folder. Pass the folder '
-            f'that holds the dataset (for OpenSRH: the one with meta/ and '
-            f'studies/; make a synthetic one with '
-            f'`python tools/make_synthetic_srh.py {data_root}`).')
-    keys = []
-    for container, key, path in list(_walk(cfg._cfg_dict, '')):
-        if key == 'data_root' and isinstance(container, dict):
-            container[key] = data_root
-            keys.append(path)
-    if not keys:
-        raise TrainToolError(
-            f'--data-root: the config {cfg.filename or ""} has no '
-            f'`data_root` entry to set; set the dataset paths with '
-            f'--cfg-options instead.')
-    return keys
-
-
 def find_sync_bn(cfg: Config) -> List[str]:
     """Config keys that ask for SyncBatchNorm (``sync_bn`` or a norm type).
 
@@ -154,7 +107,7 @@ def find_sync_bn(cfg: Config) -> List[str]:
         list[str]: e.g. ``['sync_bn', 'model.neck.norm_cfg.type']``.
     """
     found = ['sync_bn'] if cfg.get('sync_bn', None) is not None else []
-    for container, key, path in _walk(cfg._cfg_dict.get('model', {}),
+    for container, key, path in walk_config(cfg._cfg_dict.get('model', {}),
                                       'model'):
         if (key == 'type' and isinstance(container, dict)
                 and container[key] in SYNC_BN_TYPES):
@@ -181,7 +134,10 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
                                 osp.splitext(osp.basename(args.config))[0])
 
     if args.data_root is not None:
-        keys = set_data_root(cfg, args.data_root)
+        try:
+            keys = set_data_root(cfg, args.data_root)
+        except ValueError as err:
+            raise TrainToolError(str(err)) from err
         if os.environ.get('RANK', '0') == '0':
             print(f'--data-root {args.data_root}: set {", ".join(keys)}')
 

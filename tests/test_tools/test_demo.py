@@ -18,7 +18,8 @@ def test_demo_writes_report_and_grid(tmp_path):
     # 4 patients x 2 slides x 2 patches, two 224 px views each
     assert '16 patches = 4 patients × 2 slides × 2 patches; 2 views' in report
     assert '(16, 3, 96, 96)' in report  # hlss_srh_tiny's 96 px views
-    rows = [line for line in report.splitlines()
+    batch_part = report.split('![batch]')[0]
+    rows = [line for line in batch_part.splitlines()
             if line.startswith('| SYN')]
     assert len(rows) == 8  # one row per (patient, slide)
     assert len({r.split('|')[1] for r in rows}) == 4
@@ -26,6 +27,11 @@ def test_demo_writes_report_and_grid(tmp_path):
     # HLSS trained with the embedded MiniLM tower and saved a checkpoint
     assert '## HLSS training' in report
     assert (work / 'train' / 'epoch_1.pth').is_file()
+    # kNN metrics of trained and untrained models (k clipped to the bank)
+    assert '## kNN evaluation' in report
+    for level in ('patch', 'slide', 'patient'):
+        assert f'| {level} | acc |' in report
+    assert '## Attribute explanations' in report
     # per-level losses also go to TensorBoard
     assert list((work / 'train').glob('*/vis_data/events.out.tfevents.*'))
     for level in ('patch', 'slide', 'patient'):

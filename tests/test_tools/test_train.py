@@ -293,7 +293,7 @@ def test_set_data_root_replaces_every_entry(tmp_path):
     ds = cfg.train_dataloader.dataset.datasets
     assert {cfg.data_root, ds[0].data_root, ds[1].dataset.data_root,
             cfg.val_dataloader.dataset.data_root} == {str(tmp_path)}
-    with pytest.raises(train_tool.TrainToolError, match='no `data_root`'):
+    with pytest.raises(ValueError, match='no `data_root`'):
         train_tool.set_data_root(Config(dict(model=dict())), str(tmp_path))
 
 

@@ -77,6 +77,17 @@ def test_tensor_mode_gives_pooled_backbone_embeddings(text_files):
     assert feats.shape == (3, 64)
 
 
+def test_predict_mode_attaches_embeddings(text_files):
+    model = build(text_files).eval()
+    views, samples = grid_batch(P=1, S=1, K=3)
+    with torch.no_grad():
+        out = model(views[0], samples, mode='predict')
+        feats = model(views[0], mode='tensor')
+    assert out is samples
+    assert torch.equal(torch.stack([s.feats for s in out]), feats)
+    assert len(model(views, None, mode='predict')) == 3
+
+
 def test_loss_keys_and_values_match_heads_on_ids(text_files):
     model = build(text_files).eval()  # eval: BN uses running stats
     views, samples = grid_batch()

@@ -1,0 +1,72 @@
+"""Deterministic centre crop of ``(C, H, W)`` tensors (evaluation views)."""
+import numbers
+from typing import Sequence, Tuple, Union
+
+import torch
+from mmcv.transforms import BaseTransform
+from mmpretrain.registry import TRANSFORMS
+
+
+def _size_pair(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
+    if isinstance(size, numbers.Integral) and not isinstance(size, bool):
+        size = (int(size), int(size))
+    if (not isinstance(size, (tuple, list)) or len(size) != 2 or any(
+            isinstance(s, bool) or not isinstance(s, numbers.Integral)
+            or s < 1 for s in size)):
+        raise ValueError(f'CenterCropTensor: size must be an int >= 1 or an '
+                         f'(h, w) pair of them, got {size!r}.')
+    return int(size[0]), int(size[1])
+
+
+@TRANSFORMS.register_module()
+class CenterCropTensor(BaseTransform):
+    """Crop the centre ``size`` of a ``(C, H, W)`` tensor image.
+
+    The offsets are ``round((H - h) / 2)`` and ``round((W - w) / 2)``, as in
+    ``torchvision.transforms.functional.center_crop``. mmcv's ``CenterCrop``
+    works on ``(H, W, C)`` numpy images; this one keeps the float tensors
+    that ``LoadSRHPatch`` / ``SRHThirdChannel`` produce. An image smaller
+    than ``size`` is an error (no silent padding).
+
+    **Required keys:** ``img`` (tensor ``(C, H, W)``).
+    **Modified keys:** ``img``, ``img_shape``.
+
+    Args:
+        size (int | tuple[int, int]): Output ``(h, w)``; an int gives a
+            square.
+
+    Example:
+        >>> img = torch.arange(16.).view(1, 4, 4)
+        >>> CenterCropTensor(2)(dict(img=img))['img']
+        tensor([[[ 5.,  6.],
+                 [ 9., 10.]]])
+    """
+
+    def __init__(self, size: Union[int, Sequence[int]] = 224):
+        self.size = _size_pair(size)
+
+    def transform(self, results: dict) -> dict:
+        img = results['img']
+        if not isinstance(img, torch.Tensor) or img.ndim != 3:
+            raise ValueError(
+                f'CenterCropTensor expects results["img"] as a (C, H, W) '
+                f'tensor, got {type(img).__name__} '
+                f'{tuple(getattr(img, "shape", ()))}. Load with '
+                f'LoadSRHPatch/LoadPatchImage first, or use mmcv\'s '
+                f'CenterCrop for numpy images.')
+        h, w = self.size
+        height, width = img.shape[-2:]
+        if h > height or w > width:
+            raise ValueError(
+                f'CenterCropTensor(size={self.size}) cannot crop '
+                f'{results.get("img_path", "the image")} of size '
+                f'{height}x{width}; lower size to at most '
+                f'({height}, {width}) or resize the patches first.')
+        top = int(round((height - h) / 2.0))
+        left = int(round((width - w) / 2.0))
+        results['img'] = img[:, top:top + h, left:left + w]
+        results['img_shape'] = (h, w)
+        return results
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(size={self.size})'

@@ -1,0 +1,1 @@
+"""Tests of hlss_plugin.evaluation."""

@@ -1,0 +1,207 @@
+"""tools/explain.py end to end on a tiny synthetic set, and its bad input.
+
+The model is ``hlss_srh_tiny.py`` with a narrow ResNet-18 (the embedded
+MiniLM text tower, so the heads carry the real SRH attribute names).
+Checkpoints are written here from a freshly built model: one in the layout
+``tools/train.py`` writes (meta, state_dict, message_hub, optimizer,
+param_schedulers; all plain, as PlainCheckpointHook leaves them) and a bare
+``{'state_dict', 'meta'}``.
+"""
+import importlib.util
+import json
+import os
+import os.path as osp
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmpretrain.registry import MODELS
+
+import hlss_plugin  # noqa: F401
+from hlss_plugin.interpret import explain, markdown_lines, summary_lines
+from hlss_plugin.synthetic import make_synthetic_srh
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TOOL = osp.join(REPO, 'tools', 'explain.py')
+SIMCLR = osp.join(REPO, 'tests', 'test_tools', 'configs',
+                  'simclr_tiny_srh.py')
+TINY = f"""
+_base_ = [{osp.join(REPO, 'configs', 'mmpretrain', 'hlss_srh_tiny.py')!r}]
+model = dict(
+    backbone=dict(base_channels=8, stem_channels=8), in_channels=64,
+    heads=dict(patch=dict(bridge_hidden=32), slide=dict(bridge_hidden=32),
+               patient=dict(bridge_hidden=32)))
+"""
+# 2 patients per class: 1 val patient per class -> 7 patients, 14 slides,
+# 42 patches in the val split.
+VAL = dict(patch=42, slide=14, patient=7)
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location('hlss_tools_explain', TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+explain_tool = _load_tool()
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp('explain')
+    data = root / 'data'
+    make_synthetic_srh(str(data), patients_per_class=2, slides=2, patches=3,
+                       size=96)
+    split_file = data / 'meta' / 'train_val_split.json'
+    splits = json.loads(split_file.read_text())
+    splits['empty'] = []
+    split_file.write_text(json.dumps(splits))
+    config = root / 'hlss_tiny_test.py'
+    config.write_text(TINY)
+
+    init_default_scope('mmpretrain')
+    cfg = Config.fromfile(str(config))
+    torch.manual_seed(0)  # explain()'s untrained model uses seed 0 too
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    state = model.state_dict()
+    plain = root / 'plain.pth'
+    torch.save({'state_dict': state, 'meta': {}}, str(plain))
+    # a trained-looking model in the layout tools/train.py writes
+    torch.manual_seed(1)
+    trained = {k: v + 0.05 * torch.randn_like(v) if v.is_floating_point()
+               else v for k, v in state.items()}
+    optim = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    train_style = root / 'epoch_1.pth'
+    torch.save({
+        'meta': {'epoch': 1, 'iter': 1, 'cfg': cfg.pretty_text, 'seed': 0,
+                 'experiment_name': 'test', 'time': 'now',
+                 'mmengine_version': '0.10.7',
+                 'dataset_meta': {'classes': ['hgg']}},
+        'state_dict': trained,
+        'message_hub': {'log_scalars': {}, 'runtime_info': {'epoch': 1},
+                        'resumed_keys': {'epoch': True}},
+        'optimizer': optim.state_dict(),
+        'param_schedulers': [{'start_factor': 0.01, 'last_step': 0}],
+    }, str(train_style))
+    return dict(root=root, data=str(data), config=str(config),
+                plain=str(plain), train_style=str(train_style), state=state)
+
+
+def _check_result(result, top_k, num_attributes=None):
+    assert set(result['levels']) == {'patch', 'slide', 'patient'}
+    assert result['synthetic'] is True
+    for level, entry in result['levels'].items():
+        names = entry['attributes']
+        for item in entry['items']:
+            assert {'id', 'class', 'num_patches', 'top_k', 'untrained_top_k',
+                    'ground_truth'} <= set(item)
+            assert len(item['top_k']) == top_k
+            assert all(n in names for n, _ in item['top_k'])
+            sims = [s for _, s in item['top_k']]
+            assert sims == sorted(sims, reverse=True)
+            assert set(item['ground_truth']) <= set(names)
+        p = entry['precision_at_k']
+        for key in ('trained', 'untrained', 'chance'):
+            assert 0.0 <= p[key] <= 1.0, (level, key, p)
+        assert 0 < p['items_with_ground_truth'] <= p['items']
+        assert p['items'] == len(entry['items'])
+
+
+def test_cli_writes_report_for_a_train_style_checkpoint(setup):
+    out = setup['root'] / 'out'
+    run = subprocess.run(
+        [sys.executable, TOOL, setup['config'], setup['train_style'],
+         '--data-root', setup['data'], '--split', 'val', '--top-k', '3',
+         '--out', str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert 'patch: precision@3 trained' in run.stdout
+    result = json.loads((out / 'explain.json').read_text())
+    _check_result(result, 3)
+    levels = result['levels']
+    assert {lv: len(e['items']) for lv, e in levels.items()} == VAL
+    assert result['num_patches'] == 42 and result['view_size'] == 96
+    assert {it['num_patches'] for it in levels['slide']['items']} == {3}
+    assert {it['num_patches'] for it in levels['patient']['items']} == {6}
+    # slides belong to their patient; ids are the dataset's
+    for item in levels['slide']['items']:
+        patient = item['id'].split('/')[0]
+        assert patient in {it['id'] for it in levels['patient']['items']}
+    md = (out / 'explain.md').read_text()
+    for heading in ('## patch (42 items', '## slide (14 items',
+                    '## patient (7 items', '| level | precision@3 trained'):
+        assert heading in md
+    assert md.count('| SYN') >= 8  # example rows of slides and patients
+
+
+def test_untrained_equals_a_checkpoint_of_the_seed_0_init(setup):
+    # the plain checkpoint is the seed-0 init itself, so both rankings agree
+    result = explain(setup['config'], setup['plain'],
+                     data_root=setup['data'], top_k=2, max_patches=10)
+    _check_result(result, 2)
+    assert result['num_patches'] == 10
+    for level, entry in result['levels'].items():
+        for item in entry['items']:
+            assert [n for n, _ in item['top_k']] == item['untrained_top_k']
+        p = entry['precision_at_k']
+        assert p['trained'] == p['untrained']
+    assert sum(it['num_patches']
+               for it in result['levels']['patient']['items']) == 10
+
+
+def test_without_ground_truth_only_rankings_are_reported(setup, tmp_path):
+    # the same patches, but no meta/synthetic_attributes.json
+    plain_root = tmp_path / 'srh'
+    (plain_root / 'meta').mkdir(parents=True)
+    for name in ('opensrh.json', 'train_val_split.json'):
+        shutil.copy(osp.join(setup['data'], 'meta', name),
+                    plain_root / 'meta' / name)
+    os.symlink(osp.join(setup['data'], 'studies'), plain_root / 'studies')
+    result = explain(setup['config'], setup['plain'],
+                     data_root=str(plain_root), top_k=2, max_patches=6)
+    assert result['synthetic'] is False
+    for entry in result['levels'].values():
+        assert entry['precision_at_k'] is None
+        assert all(it['ground_truth'] is None for it in entry['items'])
+        assert all(len(it['top_k']) == 2 for it in entry['items'])
+    md = '\n'.join(markdown_lines(result, heading='##'))
+    assert md.startswith('## Attribute explanations')
+    assert 'precision@' not in md and '### patient' in md
+    assert 'no ground truth' in '\n'.join(summary_lines(result))
+
+
+def _tool_error(argv):
+    with pytest.raises(SystemExit) as exc:
+        explain_tool.main(argv)
+    return str(exc.value.code)
+
+
+def test_checkpoint_not_matching_config_lists_keys(setup):
+    state = dict(setup['state'])
+    state.pop('heads.slide.attribute_proj.bias')
+    state['heads.tissue.weight'] = torch.zeros(2)
+    path = setup['root'] / 'mismatch.pth'
+    torch.save({'state_dict': state}, str(path))
+    msg = _tool_error([setup['config'], str(path), '--data-root',
+                       setup['data']])
+    assert "missing keys: ['heads.slide.attribute_proj.bias']" in msg
+    assert "unexpected keys: ['heads.tissue.weight']" in msg
+
+
+def test_empty_split_non_hlss_config_and_large_top_k(setup):
+    msg = _tool_error([setup['config'], setup['plain'], '--data-root',
+                       setup['data'], '--split', 'empty'])
+    assert "split 'empty'" in msg and 'no patches' in msg
+    msg = _tool_error([SIMCLR, setup['plain'], '--data-root', setup['data']])
+    assert 'explain needs HLSS text-aligned heads' in msg
+    assert 'SimCLR' in msg
+    msg = _tool_error([setup['config'], setup['plain'], '--data-root',
+                       setup['data'], '--top-k', '36'])
+    assert 'top_k=36 is larger than the number of attributes' in msg
+    assert "'slide': 35" in msg

@@ -1,0 +1,78 @@
+#!/usr/bin/env python
+"""Explain an HLSS checkpoint with the attributes its heads are tied to.
+
+Run from the repository root::
+
+    python tools/explain.py CONFIG CHECKPOINT [--data-root DIR] [--split val]
+        [--top-k 5] [--out DIR] [--max-patches N] [--batch-size 32]
+        [--view-size PX]
+
+For every patch, slide and patient of the split: the top-k named attributes
+of the level's text-aligned head (slide / patient: mean over their patches).
+On synthetic data (``meta/synthetic_attributes.json`` in the data root) it
+also reports precision@k against the generator's ground truth, for the
+checkpoint and for an untrained model of the same config. Writes
+``OUT/explain.md`` and ``OUT/explain.json`` (OUT defaults to
+``<checkpoint folder>/explain``) and prints a summary. The logic lives in
+:mod:`hlss_plugin.interpret.attribute_explainer`.
+"""
+import argparse
+import os.path as osp
+import sys
+from typing import List, Optional
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """Parse the command line (``sys.argv[1:]`` when ``argv`` is None)."""
+    parser = argparse.ArgumentParser(
+        description='Top-k attributes of patches, slides and patients from '
+        'an HLSS checkpoint (precision@k on synthetic data).')
+    parser.add_argument('config', help='HLSS config file')
+    parser.add_argument('checkpoint', help='checkpoint of that config')
+    parser.add_argument('--data-root', metavar='DIR',
+                        help='replace the dataset\'s data_root by DIR')
+    parser.add_argument('--split', default='val',
+                        help='split name of the split file (default: val)')
+    parser.add_argument('--top-k', type=int, default=5,
+                        help='attributes per item (default: 5)')
+    parser.add_argument('--out', metavar='DIR',
+                        help='output folder (default: <checkpoint '
+                        'folder>/explain)')
+    parser.add_argument('--max-patches', type=int, metavar='N',
+                        help='use at most N patches, evenly spaced over the '
+                        'split')
+    parser.add_argument('--batch-size', type=int, default=32,
+                        help='patches per forward pass (default: 32)')
+    parser.add_argument('--view-size', type=int, metavar='PX',
+                        help='center-crop size (default: the config\'s '
+                        'training view size)')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> dict:
+    """Run the explanation and write the report; returns the result."""
+    args = parse_args(argv)
+    from hlss_plugin.interpret import (ExplainError, explain, summary_lines,
+                                       write_report)
+    try:
+        result = explain(args.config, args.checkpoint,
+                         data_root=args.data_root, split=args.split,
+                         top_k=args.top_k, max_patches=args.max_patches,
+                         batch_size=args.batch_size,
+                         view_size=args.view_size)
+    except ExplainError as err:
+        sys.exit(f'tools/explain.py: error: {err}')
+    out = args.out or osp.join(osp.dirname(osp.abspath(args.checkpoint)),
+                               'explain')
+    md_path, json_path = write_report(result, out)
+    print('\n'.join(summary_lines(result)))
+    print(f'[explain] wrote {md_path} and {json_path}')
+    return result
+
+
+if __name__ == '__main__':
+    main()
