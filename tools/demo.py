@@ -208,6 +208,7 @@ def knn_section(cfg, runner, args):
     from mmengine.runner import Runner
     k = cfg.val_evaluator.k
     trained = runner.val()
+    plots = knn_plots(runner, args.work_dir)
     untrained_cfg = copy.deepcopy(cfg)
     untrained_cfg.work_dir = osp.join(args.work_dir, 'untrained')
     untrained_cfg.load_from = None
@@ -219,7 +220,24 @@ def knn_section(cfg, runner, args):
         level, name = key.split('/')
         lines.append(f'| {level} | {name} | {untrained[key]:.1f} | '
                      f'{trained[key]:.1f} |')
+    lines += [''] + [f'![{osp.splitext(osp.basename(p))[0]}]'
+                     f'({osp.relpath(p, args.work_dir)})' for p in plots]
     return lines
+
+
+def knn_plots(runner, work_dir):
+    """Confusion matrices and t-SNE of the trained model (tools/test.py's
+    plotting functions); returns the PNG paths."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'hlss_tools_test', osp.join(osp.dirname(osp.abspath(__file__)),
+                                    'test.py'))
+    test_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(test_tool)
+    results = test_tool.find_metric(runner.val_evaluator).last_results
+    plots = test_tool.plot_confusions(results, work_dir)
+    tsne = test_tool.plot_tsne(results, work_dir, max_points=2000)
+    return plots + ([tsne] if tsne else [])
 
 
 def explanation_section(cfg, checkpoint, args):

@@ -32,6 +32,9 @@ def test_demo_writes_report_and_grid(tmp_path):
     for level in ('patch', 'slide', 'patient'):
         assert f'| {level} | acc |' in report
     assert '## Attribute explanations' in report
+    for png in ('confusion_patch.png', 'confusion_patient.png', 'tsne.png'):
+        assert (work / png).stat().st_size > 5_000
+        assert f'({png})' in report
     # per-level losses also go to TensorBoard
     assert list((work / 'train').glob('*/vis_data/events.out.tfevents.*'))
     for level in ('patch', 'slide', 'patient'):
