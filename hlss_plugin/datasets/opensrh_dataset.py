@@ -6,7 +6,8 @@ from mmpretrain.registry import DATASETS
 
 from ..utils import resolve_under_root
 from .base_hierarchical_dataset import BaseHierarchicalDataset
-from .meta_io import load_json, require_mapping
+from .meta_io import require_mapping
+from .patient_meta import PatientMeta
 
 
 @DATASETS.register_module()
@@ -80,51 +81,24 @@ class OpenSRHDataset(BaseHierarchicalDataset):
 
     def load_items(self) -> List[dict]:
         """Read ``meta_file`` and ``split_file`` into raw patch items."""
-        meta_path = resolve_under_root(self.data_root, self.meta_file,
-                                       'OpenSRHDataset meta_file')
-        meta = require_mapping(load_json(meta_path, 'meta_file'), meta_path,
-                               'the top level',
-                               '{patient: {"class": ..., "slides": ...}}')
-        splits = None
-        split_path = resolve_under_root(self.data_root, self.split_file,
-                                        'OpenSRHDataset split_file')
-        if isinstance(self.split, str):
-            splits = require_mapping(load_json(split_path, 'split_file'),
-                                     split_path, 'the top level',
-                                     '{"train": [...], "val": [...]}')
-        classes = set()
-        for patient, record in meta.items():
-            classes.add(self._patient_class(meta_path, patient, record))
-        self._all_classes = sorted(classes)
-
+        meta = PatientMeta(self.data_root, self.meta_file, self.split_file,
+                           isinstance(self.split, str), 'OpenSRHDataset')
+        self._all_classes = meta.classes
         items = []
-        for patient in self._select_patients(list(meta), splits, split_path):
-            items.extend(self._patient_items(meta_path, patient,
-                                             meta[patient]))
+        for patient in self._select_patients(list(meta.patients),
+                                             meta.splits, meta.split_path):
+            items.extend(self._patient_items(meta, patient))
         return items
 
-    def _patient_class(self, meta_path: str, patient: str,
-                       record) -> str:
-        record = require_mapping(record, meta_path, f'["{patient}"]',
-                                 '{"class": ..., "slides": {...}}')
-        if 'class' not in record or 'slides' not in record:
-            raise ValueError(
-                f'{meta_path}: patient {patient!r} needs keys "class" and '
-                f'"slides"; found {sorted(record)}. Fix the metadata entry.')
-        return str(record['class'])
-
-    def _patient_items(self, meta_path: str, patient: str,
-                       record: dict) -> List[dict]:
-        label = str(record['class'])
+    def _patient_items(self, meta: PatientMeta, patient: str) -> List[dict]:
+        label, slides = meta.slides(patient,
+                                    '{slide: {"tumor_patches": [...], ...}}')
         key = self.patch_keys['normal' if label == self.normal_class else
                               'tumor']
-        slides = require_mapping(record['slides'], meta_path,
-                                 f'["{patient}"]["slides"]',
-                                 '{slide: {"tumor_patches": [...], ...}}')
         items = []
         for slide, slide_record in slides.items():
-            where = f'{meta_path} ["{patient}"]["slides"]["{slide}"]'
-            slide_record = require_mapping(slide_record, meta_path,
+            where = f'{meta.path} ["{patient}"]["slides"]["{slide}"]'
+            slide_record = require_mapping(slide_record, meta.path,
                                            f'["{patient}"]["slides"]'
                                            f'["{slide}"]',
                                            f'{{"{key}": [...]}}')

@@ -5,7 +5,7 @@ from mmpretrain.registry import DATASETS
 
 from ..utils import resolve_under_root
 from .base_hierarchical_dataset import BaseHierarchicalDataset
-from .meta_io import load_json, require_mapping
+from .patient_meta import PatientMeta
 
 
 def _bag_length(path: str, key: str, where: str) -> int:
@@ -74,46 +74,24 @@ class TCGADataset(BaseHierarchicalDataset):
 
     def load_items(self) -> List[dict]:
         """Read the metadata (and, where needed, bag headers) into items."""
-        meta_path = resolve_under_root(self.data_root, self.meta_file,
-                                       'TCGADataset meta_file')
-        meta = require_mapping(load_json(meta_path, 'meta_file'), meta_path,
-                               'the top level',
-                               '{patient: {"class": ..., "slides": ...}}')
-        splits = None
-        split_path = resolve_under_root(self.data_root, self.split_file,
-                                        'TCGADataset split_file')
-        if isinstance(self.split, str):
-            splits = require_mapping(load_json(split_path, 'split_file'),
-                                     split_path, 'the top level',
-                                     '{"train": [...], "val": [...]}')
-        classes = set()
-        for patient, record in meta.items():
-            record = require_mapping(record, meta_path, f'["{patient}"]',
-                                     '{"class": ..., "slides": {...}}')
-            if 'class' not in record or 'slides' not in record:
-                raise ValueError(
-                    f'{meta_path}: patient {patient!r} needs keys "class" '
-                    f'and "slides"; found {sorted(record)}.')
-            classes.add(str(record['class']))
-        self._all_classes = sorted(classes)
-
+        meta = PatientMeta(self.data_root, self.meta_file, self.split_file,
+                           isinstance(self.split, str), 'TCGADataset')
+        self._all_classes = meta.classes
         items = []
-        for patient in self._select_patients(list(meta), splits, split_path):
-            record = meta[patient]
-            slides = require_mapping(record['slides'], meta_path,
-                                     f'["{patient}"]["slides"]',
-                                     '{slide: {"h5": ..., "num_patches": N}}')
+        for patient in self._select_patients(list(meta.patients),
+                                             meta.splits, meta.split_path):
+            label, slides = meta.slides(
+                patient, '{slide: {"h5": ..., "num_patches": N}}')
             for slide, bag in slides.items():
-                where = f'{meta_path} ["{patient}"]["slides"]["{slide}"]'
+                where = f'{meta.path} ["{patient}"]["slides"]["{slide}"]'
                 path, count = self._bag(bag, where)
                 if count == 0:
                     self._warn_empty_slide(where, self.h5_key)
                     continue
                 items.extend(
                     dict(img_path=path, patch_idx=i, h5_key=self.h5_key,
-                         patient=patient,
-                         slide=f'{patient}/{slide}',
-                         label=str(record['class'])) for i in range(count))
+                         patient=patient, slide=f'{patient}/{slide}',
+                         label=label) for i in range(count))
         return items
 
     def _bag(self, bag, where: str):
