@@ -7,15 +7,6 @@
 _base_ = ['_base_/srh_pretrain.py']
 model = dict(
     type='BarlowTwins',
-    data_preprocessor=dict(
-        type='SelfSupDataPreprocessor',
-        mean=[0.485, 0.456, 0.406],  # views are floats in [0, 1]
-        std=[0.229, 0.224, 0.225],
-        to_rgb=False),
-    # Plain BN everywhere, necks and heads too (SyncBN needs CUDA); on GPUs
-    # add `--cfg-options sync_bn=torch` to synchronise it across ranks.
-    backbone=dict(type='ResNet', depth=50, norm_cfg=dict(type='BN'),
-                  zero_init_residual=True),
     neck=dict(type='NonLinearNeck', in_channels=2048, hid_channels=8192,
               out_channels=8192, num_layers=3, with_last_bn=False,
               with_last_bn_affine=False, with_avg_pool=True,

@@ -10,15 +10,7 @@ temperature = 1.0
 model = dict(
     type='MoCoV3',
     base_momentum=0.004,
-    data_preprocessor=dict(
-        type='SelfSupDataPreprocessor',
-        mean=[0.485, 0.456, 0.406],  # views are floats in [0, 1]
-        std=[0.229, 0.224, 0.225],
-        to_rgb=False),
-    # Plain BN everywhere, necks and heads too (SyncBN needs CUDA); on GPUs
-    # add `--cfg-options sync_bn=torch` to synchronise it across ranks.
-    backbone=dict(type='ResNet', depth=50, norm_cfg=dict(type='BN'),
-                  zero_init_residual=False),
+    backbone=dict(zero_init_residual=False),
     neck=dict(type='NonLinearNeck', in_channels=2048, hid_channels=4096,
               out_channels=256, num_layers=2, with_bias=False,
               with_last_bn=True, with_last_bn_affine=False,

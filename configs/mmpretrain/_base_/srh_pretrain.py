@@ -16,3 +16,14 @@ train_dataloader = dict(
     num_workers=8,
     sampler=dict(patients_per_batch=patients_per_batch))
 default_hooks = dict(checkpoint=dict(interval=50))
+# Shared by every baseline; each config adds its algorithm type, neck and
+# head. Plain BN everywhere, necks and heads too (SyncBN needs CUDA); on GPUs
+# add `--cfg-options sync_bn=torch` to synchronise it across ranks.
+model = dict(
+    data_preprocessor=dict(
+        type='SelfSupDataPreprocessor',
+        mean=[0.485, 0.456, 0.406],  # views are floats in [0, 1]
+        std=[0.229, 0.224, 0.225],
+        to_rgb=False),
+    backbone=dict(type='ResNet', depth=50, norm_cfg=dict(type='BN'),
+                  zero_init_residual=True))
