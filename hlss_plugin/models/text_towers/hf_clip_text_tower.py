@@ -52,9 +52,10 @@ class HFCLIPTextTower(BaseTextTower):
                 osp.join(model_path, 'config.json')):
             raise ValueError(
                 f'HFCLIPTextTower: model_path {model_path!r} is not a folder '
-                f'holding config.json. Pass a local Hugging Face CLIP folder '
-                f'(e.g. CLIPModel.from_pretrained(...).save_pretrained(dir) '
-                f'plus the tokenizer, done once on a machine with internet); '
+                f'holding config.json. Convert an OpenAI / open_clip '
+                f'checkpoint with `python tools/convert_clip_rn50.py RN50.pt '
+                f'DIR` and pass DIR/text, or pass any local Hugging Face CLIP '
+                f'folder (save_pretrained once on a machine with internet); '
                 f'nothing is downloaded at run time.')
         if isinstance(
                 max_length,
