@@ -7,6 +7,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from ...text import load_attributes
+from .embedding_predict_mixin import EmbeddingPredictMixin
 from .hierarchy_ids import hierarchy_ids
 
 DEFAULT_ID_KEYS = dict(patch='sample_idx', slide='slide_idx',
@@ -14,7 +15,7 @@ DEFAULT_ID_KEYS = dict(patch='sample_idx', slide='slide_idx',
 
 
 @MODELS.register_module()
-class HLSS(BaseSelfSupervisor):
+class HLSS(EmbeddingPredictMixin, BaseSelfSupervisor):
     """Hierarchical Language-tied Self-Supervision.
 
     Watawana et al., "Hierarchical Text-to-Vision Self Supervised Alignment
@@ -115,37 +116,6 @@ class HLSS(BaseSelfSupervisor):
         return MODELS.build(cfg, default_args=dict(
             text_embeddings=text, in_channels=in_channels,
             attribute_names=names, level=level))
-
-    def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
-        """``'tensor'``: embeddings; ``'loss'``: losses; ``'predict'``:
-        data samples carrying their embedding in ``feats`` (for evaluators
-        such as ``HierarchicalKNNMetric``)."""
-        if mode == 'predict':
-            return self.predict(inputs, data_samples)
-        return super().forward(inputs, data_samples, mode)
-
-    def predict(self, inputs: torch.Tensor,
-                data_samples: Optional[List[DataSample]] = None
-                ) -> List[DataSample]:
-        """Embed a batch and attach ``feats`` ``(C,)`` to each sample.
-
-        Args:
-            inputs (Tensor | list[Tensor]): ``(N, C, H, W)`` (the first view
-                is used when a list is given).
-            data_samples (list[DataSample], optional): Samples to fill; new
-                ones are made when None.
-
-        Returns:
-            list[DataSample]: One per input, with ``feats`` set.
-        """
-        if isinstance(inputs, (list, tuple)):
-            inputs = inputs[0]
-        feats = self.extract_feat(inputs)
-        if data_samples is None:
-            data_samples = [DataSample() for _ in range(feats.shape[0])]
-        for sample, feat in zip(data_samples, feats):
-            sample.set_field(feat, 'feats')
-        return data_samples
 
     def extract_feat(self, inputs: torch.Tensor) -> torch.Tensor:
         """Pooled backbone embeddings ``(N, C)`` (used for evaluation)."""

@@ -1,0 +1,58 @@
+"""``mode='predict'`` for self-supervised algorithms: attach embeddings."""
+from typing import List, Optional
+
+import torch
+from mmpretrain.structures import DataSample
+
+
+class EmbeddingPredictMixin:
+    """Adds a ``'predict'`` mode that attaches embeddings to data samples.
+
+    MMPretrain's ``BaseSelfSupervisor.forward`` knows only ``'tensor'`` and
+    ``'loss'``, so mmengine's val/test loops (which call
+    ``model.val_step`` → ``forward(mode='predict')``) cannot evaluate a
+    self-supervised model. Mixed in before the base class, this mixin
+    routes ``'predict'`` to :meth:`predict`, which stores each sample's
+    ``extract_feat`` embedding in ``feats`` — what evaluators such as
+    ``HierarchicalKNNMetric`` read. The class using it must define
+    ``extract_feat(inputs) -> (N, C)``.
+
+    Example:
+        >>> class MyAlgo(EmbeddingPredictMixin, BaseSelfSupervisor):
+        ...     def extract_feat(self, inputs):
+        ...         return self.neck(self.backbone(inputs))[-1]
+    """
+
+    def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
+        """``'tensor'``: embeddings; ``'loss'``: losses; ``'predict'``:
+        data samples carrying their embedding in ``feats``."""
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        return super().forward(inputs, data_samples, mode)
+
+    def predict(self, inputs: torch.Tensor,
+                data_samples: Optional[List[DataSample]] = None
+                ) -> List[DataSample]:
+        """Embed a batch and attach ``feats`` ``(C,)`` to each sample.
+
+        Args:
+            inputs (Tensor | list[Tensor]): ``(N, C, H, W)`` (the first view
+                is used when a list is given).
+            data_samples (list[DataSample], optional): Samples to fill; new
+                ones are made when None.
+
+        Returns:
+            list[DataSample]: One per input, with ``feats`` set.
+        """
+        if isinstance(inputs, (list, tuple)):
+            inputs = inputs[0]
+        feats = self.extract_feat(inputs)
+        if data_samples is None:
+            data_samples = [DataSample() for _ in range(feats.shape[0])]
+        if len(data_samples) != feats.shape[0]:
+            raise ValueError(f'{type(self).__name__}.predict: '
+                             f'{len(data_samples)} data samples for '
+                             f'{feats.shape[0]} inputs.')
+        for sample, feat in zip(data_samples, feats):
+            sample.set_field(feat, 'feats')
+        return data_samples
