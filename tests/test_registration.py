@@ -7,7 +7,7 @@ from mmengine.config import Config
 from mmengine.registry import FUNCTIONS, Registry
 from mmpretrain import registry as mmpretrain_registry
 from mmpretrain.registry import DATA_SAMPLERS, DATASETS, HOOKS, MODELS, \
-    TRANSFORMS
+    OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, TRANSFORMS
 
 import hlss_plugin  # noqa: F401
 
@@ -17,12 +17,17 @@ EXPECTED = {
     DATASETS: ['OpenSRHDataset', 'TCGADataset', 'HierarchicalManifestDataset'],
     DATA_SAMPLERS: ['HierarchicalSampler'],
     TRANSFORMS: ['LoadSRHPatch', 'LoadH5Patch', 'LoadPatchImage',
-                 'SRHThirdChannel', 'SRHAugment'],
-    HOOKS: ['PlainCheckpointHook'],
+                 'SRHThirdChannel', 'SRHAugment', 'LoadSRHPatchRaw'],
+    HOOKS: ['PlainCheckpointHook', 'HierarchicalBatchCheckHook',
+            'ChannelsLastHook'],
+    OPTIM_WRAPPERS: ['CPUAutocastOptimWrapper'],
+    OPTIM_WRAPPER_CONSTRUCTORS: ['AmpFallbackOptimWrapperConstructor'],
     MODELS: ['HLSS', 'CLIPResNet', 'IdentityNeck',
              'HierarchicalTextAlignedHead', 'HierarchicalSupConLoss',
              'HierarchicalAlignmentLoss', 'HFSentenceTextTower',
-             'HFCLIPTextTower', 'PrecomputedTextTower'],
+             'HFCLIPTextTower', 'PrecomputedTextTower', 'HiDisc',
+             'HierarchicalContrastiveHead', 'VICRegHead', 'HLSSAuxWrapper',
+             'BackboneEmbedder', 'SRHBatchAugmentPreprocessor'],
 }
 
 

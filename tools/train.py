@@ -148,8 +148,13 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
                 'AmpOptimWrapper.')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
-    optim_type = (cfg.get('optim_wrapper', None) or {}).get('type')
-    if optim_type == 'AmpOptimWrapper' and not torch.cuda.is_available():
+    optim_cfg = cfg.get('optim_wrapper', None) or {}
+    # AmpFallbackOptimWrapperConstructor (hlss_srh_fast.py) builds a CPU
+    # bf16 autocast wrapper itself when there is no GPU.
+    falls_back = (optim_cfg.get('constructor') ==
+                  'AmpFallbackOptimWrapperConstructor')
+    if (optim_cfg.get('type') == 'AmpOptimWrapper' and not falls_back
+            and not torch.cuda.is_available()):
         how = ('leave out --amp' if args.amp else
                "set optim_wrapper.type='OptimWrapper' (e.g. --cfg-options "
                'optim_wrapper.type=OptimWrapper)')

@@ -323,21 +323,25 @@ def eval_pipeline(cfg) -> List[dict]:
 
 
 def check_hlss_config(cfg) -> None:
-    """Raise :class:`ExplainError` unless ``cfg.model`` builds an HLSS."""
+    """Raise :class:`ExplainError` unless ``cfg.model`` has HLSS heads
+    (``HLSS`` or ``HLSSAuxWrapper``)."""
     from mmpretrain.registry import MODELS
 
     from hlss_plugin.models.algorithms.hlss import HLSS
+    from hlss_plugin.models.algorithms.hlss_aux_wrapper import HLSSAuxWrapper
     model_cfg = cfg.get('model', None)
     if not isinstance(model_cfg, Mapping) or 'type' not in model_cfg:
         raise ExplainError(f'config {cfg.filename}: no model.type; explain '
                            f'needs an HLSS model with text-aligned heads.')
     kind = model_cfg['type']
     cls = kind if isinstance(kind, type) else MODELS.get(kind)
-    if not (isinstance(cls, type) and issubclass(cls, HLSS)):
+    if not (isinstance(cls, type) and issubclass(cls, (HLSS,
+                                                       HLSSAuxWrapper))):
         raise ExplainError(
             f'config {cfg.filename}: model.type is {kind!r}; explain needs '
             f'HLSS text-aligned heads (model.type="HLSS", e.g. '
-            f'configs/mmpretrain/hlss_srh_tiny.py), whose outputs are '
+            f'configs/mmpretrain/hlss_srh_tiny.py, or "HLSSAuxWrapper", e.g. '
+            f'configs/mmpretrain/simclr_hlss_srh.py), whose outputs are '
             f'similarities to named attributes.')
 
 

@@ -1,7 +1,10 @@
 """HLSS model, CLIP backbone, necks, heads, losses and text towers."""
-from .algorithms import HLSS
+from .algorithms import (HLSS, BackboneEmbedder, HiDisc,
+                         HLSSAuxWrapper)
 from .backbones import CLIPResNet
-from .heads import HierarchicalTextAlignedHead
+from .data_preprocessors import SRHBatchAugmentPreprocessor
+from .heads import (HierarchicalContrastiveHead, HierarchicalTextAlignedHead,
+                    VICRegHead)
 from .losses import HierarchicalAlignmentLoss, HierarchicalSupConLoss
 from .necks import IdentityNeck
 from .text_towers import (BaseTextTower, HFCLIPTextTower, HFSentenceTextTower,
@@ -10,5 +13,7 @@ from .text_towers import (BaseTextTower, HFCLIPTextTower, HFSentenceTextTower,
 __all__ = [
     'HLSS', 'CLIPResNet', 'IdentityNeck', 'HierarchicalTextAlignedHead',
     'HierarchicalAlignmentLoss', 'HierarchicalSupConLoss', 'BaseTextTower',
-    'HFCLIPTextTower', 'HFSentenceTextTower', 'PrecomputedTextTower'
+    'HFCLIPTextTower', 'HFSentenceTextTower', 'PrecomputedTextTower',
+    'HiDisc', 'HierarchicalContrastiveHead', 'VICRegHead', 'HLSSAuxWrapper',
+    'BackboneEmbedder', 'SRHBatchAugmentPreprocessor'
 ]

@@ -297,6 +297,7 @@ def test_non_hlss_config_is_refused():
     with pytest.raises(ExplainError, match='explain needs HLSS text-aligned'):
         check_hlss_config(cfg)
     check_hlss_config(Config(dict(model=dict(type='HLSS'))))
+    check_hlss_config(Config(dict(model=dict(type='HLSSAuxWrapper'))))
 
 
 def test_view_size_and_pipeline_from_the_configs():

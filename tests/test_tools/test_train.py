@@ -263,6 +263,38 @@ def test_amp_on_cpu_is_a_clear_error(srh_root, tmp_path):
     assert 'Traceback' not in proc.stderr
 
 
+def test_fast_config_trains_on_cpu_with_its_bf16_fallback(srh_root,
+                                                         tmp_path):
+    """hlss_srh_fast.py's AmpOptimWrapper has a CPU fallback constructor,
+    so tools/train.py must not refuse it without CUDA (unlike --amp)."""
+    work = tmp_path / 'w'
+    fast = osp.join(REPO, 'configs', 'mmpretrain', 'hlss_srh_fast.py')
+    proc = subprocess.run(
+        [sys.executable, TRAIN, fast, '--data-root', srh_root,
+         '--work-dir', str(work), '--cfg-options',
+         'model.backbone.depth=18', 'model.in_channels=512',
+         'model.data_preprocessor.augment.crop_size=32',
+         'train_dataloader.sampler.patients_per_batch=2',
+         'train_dataloader.batch_size=8', 'train_dataloader.num_workers=0',
+         'train_dataloader.persistent_workers=False',
+         'train_cfg.max_epochs=1', 'val_dataloader.dataset.pipeline.1.size=32',
+         'val_dataloader.num_workers=0',
+         'val_dataloader.persistent_workers=False', 'val_evaluator.k=5',
+         'default_hooks.logger.interval=1'],
+        cwd=REPO, capture_output=True, text=True, timeout=300, env=_env())
+    _ok(proc)
+    log = run_log(str(work))
+    assert 'CPUAutocastOptimWrapper' in log
+    (path,) = glob.glob(osp.join(str(work), '*', 'vis_data',
+                                 'scalars.json'))
+    with open(path) as f:
+        records = [json.loads(line) for line in f]
+    train = [r for r in records if 'loss' in r]
+    assert len(train) == ITERS_PER_EPOCH
+    assert all(torch.isfinite(torch.tensor(r['loss'])) for r in train)
+    assert 'patient/acc' in log  # kNN validation on raw uint16 crops
+
+
 def test_batch_size_not_p_s_k_fails_via_hook(srh_root, tmp_path):
     work = tmp_path / 'w'
     proc = run_train('--data-root', srh_root, '--work-dir', work,

@@ -4,7 +4,9 @@
 # AdamW lr 1e-3, 10 % linear warm-up then cosine, 1000 epochs.
 # The kNN evaluation (opensrh_knn_eval.py) is left out: MMPretrain's
 # self-supervised algorithms have no 'predict' mode, so the val loop would
-# stop the run at its first evaluation.
+# stop the run at its first evaluation. Evaluate their checkpoints with
+# tools/benchmark.py (BackboneEmbedder), or wrap the algorithm in
+# HLSSAuxWrapper, which predicts (see simclr_hlss_srh.py).
 _base_ = [
     'datasets/opensrh_hierarchical.py',
     'schedules/adamw_cosine_warmup.py',

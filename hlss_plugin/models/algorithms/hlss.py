@@ -6,12 +6,11 @@ from mmpretrain.models import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from ...text import load_attributes
+from .build_level_heads import DEFAULT_ID_KEYS, level_heads_and_ids
 from .embedding_predict_mixin import EmbeddingPredictMixin
-from .hierarchy_ids import hierarchy_ids
+from .level_batch import check_finite_loss, views_and_level_ids
 
-DEFAULT_ID_KEYS = dict(patch='sample_idx', slide='slide_idx',
-                       patient='patient_idx')
+__all__ = ['HLSS', 'DEFAULT_ID_KEYS']
 
 
 @MODELS.register_module()
@@ -20,7 +19,7 @@ class HLSS(EmbeddingPredictMixin, BaseSelfSupervisor):
 
     Watawana et al., "Hierarchical Text-to-Vision Self Supervised Alignment
     for Improved Histopathology Representation Learning", MICCAI 2024
-    (https://arxiv.org/abs/2403.14616); hierarchy as in HiDisc (Cheng et
+    (https://arxiv.org/abs/2403.14616); hierarchy as in HiDisc (Jiang et
     al., CVPR 2023).
 
     A visual tower (``backbone`` + pooling ``neck``) embeds every view of a
@@ -80,42 +79,12 @@ class HLSS(EmbeddingPredictMixin, BaseSelfSupervisor):
         super().__init__(backbone=backbone, neck=neck,
                          data_preprocessor=data_preprocessor,
                          init_cfg=init_cfg)
-        if not heads:
-            raise ValueError('HLSS needs at least one level in heads, e.g. '
-                             'heads=dict(patch=dict(attributes="srh")).')
-        self.id_keys = dict(DEFAULT_ID_KEYS)
-        self.id_keys.update(id_keys or {})
-        unknown = [lv for lv in heads if lv not in self.id_keys]
-        if unknown:
-            raise ValueError(f'HLSS: no id key for level(s) {unknown}; add '
-                             f'them to id_keys (known: {self.id_keys}).')
+        # the text tower is built, used and dropped in there: only the
+        # attribute embeddings (buffers of the heads) are kept
+        self.heads, self.id_keys = level_heads_and_ids(
+            heads, text_tower, in_channels, id_keys, owner='HLSS')
         self.levels = tuple(heads)
         self.check_finite = check_finite
-        tower = MODELS.build(text_tower)
-        self.heads = torch.nn.ModuleDict({
-            level: self._build_head(level, dict(cfg), tower, in_channels)
-            for level, cfg in heads.items()
-        })
-        del tower  # only the attribute embeddings are kept
-
-    @staticmethod
-    def _build_head(level: str, cfg: dict, tower,
-                    in_channels: int) -> torch.nn.Module:
-        source = cfg.pop('attributes', None)
-        if source is None:
-            raise ValueError(f'HLSS heads["{level}"] needs "attributes" '
-                             f'(\'srh\', \'he\' or a JSON file path).')
-        attributes = load_attributes(source)
-        if level not in attributes:
-            raise ValueError(f'HLSS heads["{level}"]: attribute source '
-                             f'{source!r} has no level {level!r} (it has '
-                             f'{sorted(attributes)}).')
-        names = list(attributes[level])
-        text = tower.embed_attributes(attributes[level])
-        cfg.setdefault('type', 'HierarchicalTextAlignedHead')
-        return MODELS.build(cfg, default_args=dict(
-            text_embeddings=text, in_channels=in_channels,
-            attribute_names=names, level=level))
 
     def extract_feat(self, inputs: torch.Tensor) -> torch.Tensor:
         """Pooled backbone embeddings ``(N, C)`` (used for evaluation)."""
@@ -135,13 +104,8 @@ class HLSS(EmbeddingPredictMixin, BaseSelfSupervisor):
             dict[str, Tensor]: ``loss_<level>_<term>`` for every level and
             term (``hvc``, ``ha``).
         """
-        if not isinstance(inputs, (list, tuple)) or len(inputs) < 2:
-            raise ValueError('HLSS needs >= 2 views per patch: use '
-                             'MultiView(num_views=2, ...) in the pipeline '
-                             '(inputs should be a list of V tensors).')
-        ids = hierarchy_ids(data_samples, {lv: self.id_keys[lv]
-                                           for lv in self.levels},
-                            device=inputs[0].device)
+        ids = views_and_level_ids('HLSS', inputs, data_samples,
+                                  self.id_keys, self.levels)
         n = inputs[0].shape[0]
         feats = self.extract_feat(torch.cat(inputs, dim=0))
         feats = feats.reshape(len(inputs), n, -1).transpose(0, 1)
@@ -149,11 +113,8 @@ class HLSS(EmbeddingPredictMixin, BaseSelfSupervisor):
         for level in self.levels:
             for term, value in self.heads[level].loss(feats,
                                                       ids[level]).items():
-                if self.check_finite and not torch.isfinite(value).all():
-                    raise FloatingPointError(
-                        f'HLSS: the {level}-level {term} loss is {value}. '
-                        f'Lower the learning rate, check the inputs for '
-                        f'NaN/Inf, or use fp32.')
+                if self.check_finite:
+                    check_finite_loss('HLSS', level, term, value)
                 losses[f'loss_{level}_{term}'] = value
         return losses
 

@@ -1,12 +1,7 @@
 # HLSS with an MMPretrain ResNet-50 visual tower and the embedded MiniLM text
-# tower. Each level has its own text-initialised head and losses.
-hvc = dict(type='HierarchicalSupConLoss', temperature=0.07,
-           gather_distributed=True, loss_weight=1.0)
-ha = dict(type='HierarchicalAlignmentLoss', temperature=0.1, detach=False,
-          loss_weight=1.0)
-level_head = dict(type='HierarchicalTextAlignedHead', attributes='srh',
-                  num_outputs=128, trainable=True, bridge_hidden=2048,
-                  hvc_loss=hvc, ha_loss=ha)
+# tower. Each level has its own text-initialised head and losses
+# (hlss_level_heads.py).
+_base_ = ['hlss_level_heads.py']
 model = dict(
     type='HLSS',
     data_preprocessor=dict(
@@ -18,5 +13,5 @@ model = dict(
                   zero_init_residual=True),
     neck=dict(type='GlobalAveragePooling'),
     in_channels=2048,
-    text_tower=dict(type='HFSentenceTextTower', cache_dir='.cache/hlss_text'),
-    heads=dict(patch=level_head, slide=level_head, patient=level_head))
+    text_tower={{_base_.hlss_text_tower}},
+    heads={{_base_.hlss_heads}})
