@@ -154,6 +154,12 @@ def parse_args(argv=None):
                         'with a DataLoader worker or other jobs stall)')
     parser.add_argument('--text-tower', choices=('random', 'config'),
                         default='random')
+    parser.add_argument('--augment-mode', choices=('gather', 'dense'),
+                        default='gather',
+                        help='apply_mode of SRHBatchAugmentPreprocessor: '
+                        'gather (boolean masking, host-device syncs) or '
+                        'dense (every op on the whole batch + torch.where, '
+                        'no syncs, more op work); default gather')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)
     defaults = QUICK if args.quick else FULL
@@ -286,6 +292,7 @@ def load_config(args):
     if args.channels_last is None:
         args.channels_last = bool(pre.get('channels_last', False))
     pre.channels_last = args.channels_last
+    pre.apply_mode = args.augment_mode
     # the production view size, for the CPU pipeline section
     args.config_crop_size = int((pre.get('augment') or {}).get('crop_size')
                                 or 224)
@@ -609,6 +616,7 @@ def main(argv=None) -> dict:
                cpu_count=os.cpu_count(), torch=torch.__version__,
                precision=args.precision, channels_last=args.channels_last,
                compile=args.compile, batch_patches=args.batch_size,
+               augment_mode=args.augment_mode,
                views=int(cfg.model.data_preprocessor.get('num_views', 2)),
                depth=int(cfg.model.backbone.depth),
                base_channels=int(cfg.model.backbone.get('base_channels', 64)),
@@ -668,7 +676,8 @@ def print_table(res: dict) -> None:
     print(f'device {res["device"]} ({res["device_name"]}), '
           f'{res["cpu_count"]} CPUs, torch {res["torch"]}, '
           f'{res["precision"]}, channels_last={res["channels_last"]}, '
-          f'compile={res["compile"]}, {res["threads"]} threads, '
+          f'compile={res["compile"]}, augment {res["augment_mode"]}, '
+          f'{res["threads"]} threads, '
           f'load {res["load_avg_start"]}, ResNet-{res["depth"]}, '
           f'{res["batch_patches"]} patches x {res["views"]} views of '
           f'{res["crop_size"]} px per step')

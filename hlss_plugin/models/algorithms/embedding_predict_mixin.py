@@ -14,14 +14,21 @@ class EmbeddingPredictMixin:
     self-supervised model. Mixed in before the base class, this mixin
     routes ``'predict'`` to :meth:`predict`, which stores each sample's
     ``extract_feat`` embedding in ``feats`` — what evaluators such as
-    ``HierarchicalKNNMetric`` read. The class using it must define
-    ``extract_feat(inputs) -> (N, C)``.
+    ``HierarchicalKNNMetric`` read. :meth:`extract_feat` defaults to the
+    pooled embedding ``neck(backbone(inputs))`` (last output), which suits
+    algorithms whose neck pools (HLSS, HiDisc); override it otherwise.
 
     Example:
         >>> class MyAlgo(EmbeddingPredictMixin, BaseSelfSupervisor):
-        ...     def extract_feat(self, inputs):
-        ...         return self.neck(self.backbone(inputs))[-1]
+        ...     def loss(self, inputs, data_samples):
+        ...         ...
+        >>> # MyAlgo(...)(images, samples, mode='predict')[0].feats
     """
+
+    def extract_feat(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone embeddings ``(N, C)``: ``neck(backbone(x))``."""
+        feats = self.neck(self.backbone(inputs))
+        return feats[-1] if isinstance(feats, (tuple, list)) else feats
 
     def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
         """``'tensor'``: embeddings; ``'loss'``: losses; ``'predict'``:

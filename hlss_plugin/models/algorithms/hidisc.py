@@ -82,11 +82,6 @@ class HiDisc(EmbeddingPredictMixin, BaseSelfSupervisor):
         self.levels = tuple(levels)
         self.check_finite = check_finite
 
-    def extract_feat(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Pooled backbone embeddings ``(N, C)`` (used for evaluation)."""
-        feats = self.neck(self.backbone(inputs))
-        return feats[-1] if isinstance(feats, (tuple, list)) else feats
-
     def loss(self, inputs: List[torch.Tensor],
              data_samples: List[DataSample]) -> Dict[str, torch.Tensor]:
         """Every level's hierarchical contrastive loss.

@@ -86,11 +86,6 @@ class HLSS(EmbeddingPredictMixin, BaseSelfSupervisor):
         self.levels = tuple(heads)
         self.check_finite = check_finite
 
-    def extract_feat(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Pooled backbone embeddings ``(N, C)`` (used for evaluation)."""
-        feats = self.neck(self.backbone(inputs))
-        return feats[-1] if isinstance(feats, (tuple, list)) else feats
-
     def loss(self, inputs: List[torch.Tensor],
              data_samples: List[DataSample]) -> Dict[str, torch.Tensor]:
         """Sum of every level's HVC and HA losses.

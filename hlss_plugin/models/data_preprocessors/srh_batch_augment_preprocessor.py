@@ -9,8 +9,8 @@ from mmengine.dist import get_rank
 from mmengine.model import ImgDataPreprocessor
 from mmpretrain.registry import MODELS, TRANSFORMS
 
-from ...datasets.transforms.srh_augment import (PlannedOp, SRHAugment,
-                                                apply_plan)
+from ...datasets.transforms.srh_augment import (APPLY_MODES, PlannedOp,
+                                                SRHAugment, apply_plan)
 from ...datasets.transforms.srh_third_channel import srh_third_channel
 
 _SEED_MIX = 1_000_003
@@ -135,6 +135,16 @@ class SRHBatchAugmentPreprocessor(ImgDataPreprocessor):
         record (bool): Keep the last training batch's plans (one list of
             :class:`PlannedOp` per view) in :attr:`last_plans`, for tests
             and debugging. Defaults to False.
+        apply_mode (str): How :func:`apply_plan` applies each op:
+            ``'gather'`` (default) computes an op only on the samples it
+            fired for, via boolean indexing, which reads the mask on the
+            host (about 4 host-device syncs per op and view on a GPU);
+            ``'dense'`` computes every fired op on every sample and keeps
+            the result with ``torch.where`` (about ``1 / rand_prob`` times
+            the op work, no syncs from the masks; ``color_jitter`` still
+            syncs inside its own ``apply``). Same views either way. Meant
+            for GPUs; measure both (``tools/benchmark_throughput.py
+            --augment-mode``) before choosing.
 
     Example:
         >>> pre = SRHBatchAugmentPreprocessor(
@@ -157,8 +167,14 @@ class SRHBatchAugmentPreprocessor(ImgDataPreprocessor):
                  channels_last: bool = False,
                  seed: Optional[int] = None,
                  non_blocking: bool = True,
-                 record: bool = False):
+                 record: bool = False,
+                 apply_mode: str = 'gather'):
         _check_stats(mean, std)
+        if apply_mode not in APPLY_MODES:
+            raise ValueError(f'SRHBatchAugmentPreprocessor: apply_mode must '
+                             f'be one of {APPLY_MODES} ("dense" avoids '
+                             f'host-device syncs on a GPU), got '
+                             f'{apply_mode!r}.')
         if (isinstance(num_views, bool) or not isinstance(num_views, int)
                 or num_views < 1):
             raise ValueError(f'SRHBatchAugmentPreprocessor: num_views must '
@@ -184,6 +200,7 @@ class SRHBatchAugmentPreprocessor(ImgDataPreprocessor):
         self.channels_last = bool(channels_last)
         self.seed = seed
         self.record = record
+        self.apply_mode = apply_mode
         self.last_plans: Optional[List[List[PlannedOp]]] = None
         self._generator: Optional[torch.Generator] = None
 
@@ -276,7 +293,7 @@ class SRHBatchAugmentPreprocessor(ImgDataPreprocessor):
         with _autocast_off(x.device):
             for _ in range(self.num_views):
                 plan = self.augment.sample_plan(gen, x.shape[0], shape)
-                views.append(apply_plan(x, plan))
+                views.append(apply_plan(x, plan, self.apply_mode))
                 plans.append(plan)
         self.last_plans = plans if self.record else None
         return views
@@ -311,4 +328,5 @@ class SRHBatchAugmentPreprocessor(ImgDataPreprocessor):
         return (f'augment={self.augment!r}, num_views={self.num_views}, '
                 f'third_channel={self.third_channel}, base={self.base}, '
                 f'max_value={self.max_value}, '
-                f'channels_last={self.channels_last}, seed={self.seed}')
+                f'channels_last={self.channels_last}, seed={self.seed}, '
+                f'apply_mode={self.apply_mode!r}')
