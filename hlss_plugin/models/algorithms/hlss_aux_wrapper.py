@@ -44,8 +44,11 @@ class HLSSAuxWrapper(EmbeddingPredictMixin, BaseModel):
 
     The inner data preprocessor is the wrapper's, so ``train_step`` /
     ``val_step`` preprocess exactly as the algorithm alone would. Losses:
-    the algorithm's (names kept; one that collides with an HLSS name is
-    prefixed with the algorithm's lower-case class name) plus
+    the algorithm's, with a plain ``'loss'`` renamed ``loss_<algorithm>``
+    (e.g. ``loss_simclr``; mmengine logs the sum of all terms as ``loss``,
+    which an inner ``'loss'`` entry would hide) and any name that collides
+    with an HLSS name prefixed with the algorithm's lower-case class name,
+    plus
     ``loss_<level>_<term>`` (``term``: ``hvc``, ``ha``). ``mode='tensor'``
     and ``'predict'`` embed with ``pool(backbone(x))``. Checkpoint keys of
     the backbone start with ``algorithm.backbone.``.
@@ -225,6 +228,8 @@ class HLSSAuxWrapper(EmbeddingPredictMixin, BaseModel):
         prefix = type(self.algorithm).__name__.lower()
         losses = {}
         for key, value in inner.items():
+            if key == 'loss':  # mmengine logs the total under 'loss'
+                key = f'loss_{prefix}'
             while key in hlss or key in losses:
                 key = f'{prefix}_{key}'
             losses[key] = value

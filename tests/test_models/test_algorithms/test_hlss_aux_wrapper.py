@@ -157,9 +157,11 @@ def test_losses_are_inner_losses_plus_heads_on_manual_features(
     losses = model(views, samples, mode='loss')
     assert model._layout == layout
     inner = alone.loss(views, samples)
-    assert sorted(losses) == sorted(list(inner) + [
+    renamed = {('loss_' + name.lower() if k == 'loss' else k): v
+               for k, v in inner.items()}
+    assert sorted(losses) == sorted(list(renamed) + [
         f'loss_{lv}_{t}' for lv in LEVELS for t in ('hvc', 'ha')])
-    for key, value in inner.items():
+    for key, value in renamed.items():
         assert torch.allclose(losses[key], value, atol=1e-5), key
     with torch.no_grad():
         feats = manual_feats(model, views)
@@ -193,7 +195,8 @@ def test_hlss_terms_backpropagate_into_the_backbone(text_files, name):
     model = build(text_files, name)
     views, samples = grid_batch()
     losses = model(views, samples, mode='loss')
-    hlss = sum(v for k, v in losses.items() if k.startswith('loss_'))
+    hlss = sum(v for k, v in losses.items()
+               if k.startswith(tuple(f'loss_{lv}_' for lv in LEVELS)))
     hlss.backward()
     conv = model.backbone.conv1.weight.grad
     assert conv is not None and conv.abs().sum() > 0
@@ -230,8 +233,8 @@ def test_level_without_hvc_gives_only_ha(text_files):
         patch=head_cfg(attrs), slide=head_cfg(attrs, hvc=False)))
     views, samples = grid_batch()
     losses = model(views, samples, mode='loss')
-    assert sorted(losses) == ['loss', 'loss_patch_ha', 'loss_patch_hvc',
-                              'loss_slide_ha']
+    assert sorted(losses) == ['loss_mocov3', 'loss_patch_ha',
+                              'loss_patch_hvc', 'loss_slide_ha']
     assert model.levels == ('patch', 'slide')
     assert model.attribute_names('slide')[0] == 'slide attr 0'
     assert not any('text_tower' in k for k in model.state_dict())
@@ -280,6 +283,21 @@ def test_colliding_inner_loss_name_is_prefixed(text_files):
     losses = model(views, samples, mode='loss')
     assert 'lossnamedlikehlss_loss_patch_hvc' in losses
     assert len(losses) == 1 + 2 * len(LEVELS)
+
+
+def test_logged_loss_is_the_sum_of_every_term(text_files):
+    """The inner 'loss' is renamed, so mmengine's logged 'loss' (the value
+    it optimises) is the total, not SimCLR's term alone."""
+    model = build(text_files, 'SimCLR')
+    views, samples = grid_batch()
+    losses = model(views, samples, mode='loss')
+    assert 'loss' not in losses and 'loss_simclr' in losses
+    total, log_vars = model.parse_losses(losses)
+    expected = sum(v.item() for v in losses.values())
+    assert abs(total.item() - expected) < 1e-4
+    assert abs(log_vars['loss'].item() - expected) < 1e-4
+    assert abs(log_vars['loss_simclr'].item() -
+               losses['loss_simclr'].item()) < 1e-6
 
 
 def test_config_errors(text_files):
