@@ -11,6 +11,8 @@ from mmpretrain.structures import DataSample
 import hlss_plugin  # noqa: F401
 from hlss_plugin.models.losses import HierarchicalSupConLoss
 
+from .hierarchy_batch import grid_batch
+
 LEVELS = ('patch', 'slide', 'patient')
 
 
@@ -33,23 +35,6 @@ def build(**overrides):
     model = MODELS.build(cfg)
     model.init_weights()
     return model
-
-
-def grid_batch(P=2, S=2, K=2, V=2, size=32):
-    """Views and data samples of a P x S x K batch (ids from the grid)."""
-    samples = []
-    for p in range(P):
-        for s in range(S):
-            for k in range(K):
-                sample = DataSample(metainfo=dict(
-                    sample_idx=(p * S + s) * K + k))
-                sample.set_field(p, 'patient_idx')
-                sample.set_field(p * S + s, 'slide_idx')
-                samples.append(sample)
-    gen = torch.Generator().manual_seed(1)
-    views = [torch.rand(P * S * K, 3, size, size, generator=gen)
-             for _ in range(V)]
-    return views, samples
 
 
 def test_tensor_and_predict_modes_give_pooled_backbone_embeddings():

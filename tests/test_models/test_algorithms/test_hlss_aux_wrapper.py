@@ -19,6 +19,8 @@ from mmpretrain.structures import DataSample
 import hlss_plugin  # noqa: F401
 from hlss_plugin.models.losses import HierarchicalSupConLoss
 
+from .hierarchy_batch import grid_batch
+
 LEVELS = ('patch', 'slide', 'patient')
 WIDTH = 64  # ResNet-18 with base_channels=8: last stage has 64 channels
 
@@ -93,23 +95,6 @@ def build(text_files, algorithm='SimCLR', heads=None, **overrides):
     model = MODELS.build(cfg)
     model.init_weights()
     return model
-
-
-def grid_batch(P=2, S=2, K=2, V=2, size=32):
-    """Views and data samples of a P x S x K batch (ids from the grid)."""
-    samples = []
-    for p in range(P):
-        for s in range(S):
-            for k in range(K):
-                sample = DataSample(metainfo=dict(
-                    sample_idx=(p * S + s) * K + k))
-                sample.set_field(p, 'patient_idx')
-                sample.set_field(p * S + s, 'slide_idx')
-                samples.append(sample)
-    gen = torch.Generator().manual_seed(1)
-    views = [torch.rand(P * S * K, 3, size, size, generator=gen)
-             for _ in range(V)]
-    return views, samples
 
 
 def count_calls(module):

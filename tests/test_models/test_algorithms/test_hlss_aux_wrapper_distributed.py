@@ -9,8 +9,9 @@ without summing gradients across ranks, which is its own business.
 import torch
 
 from ...dist_helpers import run_distributed
+from .hierarchy_batch import grid_batch
 from .test_hlss_aux_wrapper import LEVELS, algorithm_cfg, build, \
-    grid_batch, head_cfg, text_files  # noqa: F401
+    head_cfg, text_files  # noqa: F401
 
 
 def _model(files):

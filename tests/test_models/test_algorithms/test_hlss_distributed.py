@@ -7,7 +7,8 @@ split and the whole batch; everything is float64.
 import torch
 
 from ...dist_helpers import run_distributed
-from .test_hlss import build, grid_batch, text_files  # noqa: F401
+from .hierarchy_batch import grid_batch
+from .test_hlss import build, text_files  # noqa: F401
 
 
 def _model(files):
