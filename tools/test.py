@@ -54,6 +54,8 @@ import torch  # noqa: E402
 import torch.distributed as torch_dist  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 
+from hlss_plugin.utils.checkpoint import read_state_dict  # noqa: E402
+
 
 def _load_train_tool():
     """``tools/train.py`` as a module (``tools`` is not a package)."""
@@ -143,19 +145,9 @@ def prepare_config(cfg: Config, args: argparse.Namespace) -> Config:
 
 def _state_dict(path: str) -> Dict[str, torch.Tensor]:
     try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:  # torch raises many types here
-        raise ToolError(
-            f'checkpoint {path} cannot be read with torch.load('
-            f'weights_only=True) ({type(err).__name__}: {err}). Use a '
-            f'checkpoint written with PlainCheckpointHook (every hlss '
-            f'config has it) or a plain state dict.') from err
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict) or not all(
-            isinstance(v, torch.Tensor) for v in state.values()):
-        raise ToolError(f'checkpoint {path} holds no state dict (expected '
-                        f'{{"state_dict": {{name: tensor}}}} or '
-                        f'{{name: tensor}}).')
+        state = read_state_dict(path)
+    except (FileNotFoundError, ValueError) as err:
+        raise ToolError(str(err)) from err
     return {re.sub(r'^module\.', '', k): v for k, v in state.items()}
 
 

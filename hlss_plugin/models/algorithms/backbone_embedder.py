@@ -1,11 +1,11 @@
 """Evaluation-only model: a backbone loaded from any training checkpoint."""
-import os.path as osp
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from mmengine.model import BaseModel
 from mmpretrain.registry import MODELS
 
+from ...utils.checkpoint import read_state_dict
 from .embedding_predict_mixin import EmbeddingPredictMixin
 
 #: Where our training checkpoints keep the backbone, tried in this order by
@@ -35,44 +35,6 @@ def _found_prefixes(keys: Sequence[str]) -> List[str]:
             cut = parts.index('backbone') + 1
             found.add('.'.join(parts[:cut]) + '.')
     return sorted(found)
-
-
-def load_state_dict_file(path: str) -> Dict[str, torch.Tensor]:
-    """Read a checkpoint's state dict with ``torch.load(weights_only=True)``.
-
-    Args:
-        path (str): A checkpoint ``{'state_dict': {name: tensor}, ...}``
-            (mmengine's format) or a plain ``{name: tensor}`` file.
-
-    Returns:
-        dict[str, Tensor]: The state dict, keys as stored.
-
-    Raises:
-        FileNotFoundError: If ``path`` is not a file.
-        ValueError: If the file cannot be read weights-only or holds no
-            state dict.
-    """
-    if not osp.isfile(path):
-        raise FileNotFoundError(
-            f'BackboneEmbedder: checkpoint {path!r} not found; pass the .pth '
-            f'file a training run wrote (e.g. work_dirs/<config>/'
-            f'epoch_N.pth).')
-    try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:  # torch raises many types here
-        raise ValueError(
-            f'BackboneEmbedder: checkpoint {path} cannot be read with '
-            f'torch.load(weights_only=True) ({type(err).__name__}: {err}). '
-            f'Use a checkpoint written with PlainCheckpointHook (every hlss '
-            f'config has it) or a plain state dict.') from err
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict) or not state or not all(
-            isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(
-            f'BackboneEmbedder: checkpoint {path} holds no state dict '
-            f'(expected {{"state_dict": {{name: tensor}}}} or '
-            f'{{name: tensor}}).')
-    return state
 
 
 def select_prefix(state: Dict[str, torch.Tensor], prefix: str = 'auto',
@@ -223,7 +185,7 @@ class BackboneEmbedder(EmbeddingPredictMixin, BaseModel):
             ValueError: If no backbone is found, or its keys or shapes do
                 not match ``self.backbone``.
         """
-        state = load_state_dict_file(checkpoint)
+        state = read_state_dict(checkpoint, owner='BackboneEmbedder')
         used = select_prefix(state, prefix, source=f'checkpoint {checkpoint}')
         weights = _strip(state, used)
         expected = self.backbone.state_dict()
