@@ -69,6 +69,8 @@ for _path in (REPO_ROOT, TOOLS):
 
 import torch  # noqa: E402
 
+from hlss_plugin.utils.quiet_logs import quiet_logs  # noqa: E402
+
 DEFAULT_CONFIG = osp.join(REPO_ROOT, 'configs', 'mmpretrain',
                           'hlss_srh_fast.py')
 #: Settings of ``--quick`` (each can still be overridden on the command line).
@@ -328,20 +330,6 @@ def view_size(pre, patch: int) -> int:
     for op, _ in pre.augment.steps:
         shape = op.output_shape(shape)
     return int(shape[-1])
-
-
-@contextmanager
-def quiet_logs():
-    """Hide mmengine INFO messages (init_weights prints every layer)."""
-    import logging
-    from mmengine.logging import MMLogger
-    logger = MMLogger.get_current_instance()
-    old = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(old)
 
 
 def random_text_tower(cfg, folder: str) -> dict:

@@ -20,10 +20,8 @@ checkpoint and for an untrained model of the same config (random init, the
 same text-initialised heads), next to the chance level of a random ranking.
 :func:`write_report` writes ``explain.md`` and ``explain.json``.
 """
-import contextlib
 import copy
 import json
-import logging
 import os
 import os.path as osp
 from typing import (Any, Collection, Dict, List, Mapping, Optional, Sequence,
@@ -31,6 +29,8 @@ from typing import (Any, Collection, Dict, List, Mapping, Optional, Sequence,
 
 import numpy as np
 import torch
+
+from ..utils.quiet_logs import quiet_logs
 
 LEVEL_ORDER = ('patch', 'slide', 'patient')
 #: Transforms kept (in the config's order) for the deterministic pipeline.
@@ -517,19 +517,6 @@ def _load_config(cfg):
     return copy.deepcopy(cfg)
 
 
-@contextlib.contextmanager
-def _quiet_logs():
-    """Silence mmengine's INFO logs (init_weights prints every parameter)."""
-    from mmengine.logging import MMLogger
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def build_models(cfg, checkpoint: str, seed: int = 0):
     """``(trained, untrained, meta)``: the config's model with random init
     (seeded) before and after loading ``checkpoint``."""
@@ -539,7 +526,7 @@ def build_models(cfg, checkpoint: str, seed: int = 0):
     import hlss_plugin  # noqa: F401  (registers the model)
     init_default_scope('mmpretrain')
     check_hlss_config(cfg)
-    with torch.random.fork_rng(), _quiet_logs():  # caller's RNG untouched
+    with torch.random.fork_rng(), quiet_logs():  # caller's RNG untouched
         torch.manual_seed(seed)
         model = MODELS.build(copy.deepcopy(cfg.model))
         model.init_weights()

@@ -7,7 +7,6 @@ layout (SimCLR: sample-major in one call; MoCo v3 / BYOL: one call per
 view).
 """
 import copy
-import json
 
 import pytest
 import torch
@@ -20,26 +19,10 @@ import hlss_plugin  # noqa: F401
 from hlss_plugin.models.losses import HierarchicalSupConLoss
 
 from .hierarchy_batch import grid_batch
+from .test_hlss import text_files  # noqa: F401 (fixture)
 
 LEVELS = ('patch', 'slide', 'patient')
 WIDTH = 64  # ResNet-18 with base_channels=8: last stage has 64 channels
-
-
-@pytest.fixture(scope='module')
-def text_files(tmp_path_factory):
-    """A tiny attribute file and precomputed embeddings for its names."""
-    root = tmp_path_factory.mktemp('text')
-    levels = {lv: {f'{lv} attr {i}': [f'{lv} {i} a', f'{lv} {i} b']
-                   for i in range(4)} for lv in LEVELS}
-    attr_path = root / 'attrs.json'
-    attr_path.write_text(json.dumps({'modality': 'test', 'levels': levels}))
-    names = [n for lv in LEVELS for n in levels[lv]]
-    gen = torch.Generator().manual_seed(0)
-    emb_path = root / 'emb.pt'
-    torch.save({'texts': names,
-                'embeddings': torch.randn(len(names), 8, generator=gen)},
-               str(emb_path))
-    return str(attr_path), str(emb_path)
 
 
 def backbone():
