@@ -7,7 +7,8 @@ from mmengine.config import Config
 from mmengine.registry import FUNCTIONS, Registry
 from mmpretrain import registry as mmpretrain_registry
 from mmpretrain.registry import DATA_SAMPLERS, DATASETS, HOOKS, MODELS, \
-    OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, TRANSFORMS
+    OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, TRANSFORMS, \
+    WEIGHT_INITIALIZERS
 
 import hlss_plugin  # noqa: F401
 
@@ -22,6 +23,7 @@ EXPECTED = {
             'ChannelsLastHook'],
     OPTIM_WRAPPERS: ['CPUAutocastOptimWrapper'],
     OPTIM_WRAPPER_CONSTRUCTORS: ['AmpFallbackOptimWrapperConstructor'],
+    WEIGHT_INITIALIZERS: ['HLSSPretrained'],
     MODELS: ['HLSS', 'CLIPResNet', 'IdentityNeck',
              'HierarchicalTextAlignedHead', 'HierarchicalSupConLoss',
              'HierarchicalAlignmentLoss', 'HFSentenceTextTower',

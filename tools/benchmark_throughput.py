@@ -163,6 +163,9 @@ def parse_args(argv=None):
                         'dense (every op on the whole batch + torch.where, '
                         'no syncs, more op work); default gather')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--json-out', default=None,
+                        help='also write the final JSON object to this file '
+                        '(tools/gpu_throughput_check.sh collects them)')
     args = parser.parse_args(argv)
     defaults = QUICK if args.quick else FULL
     for key, value in defaults.items():
@@ -634,6 +637,10 @@ def main(argv=None) -> dict:
     res['wall_s'] = rounded(time.perf_counter() - wall)
     print_table(res)
     print(json.dumps(res))
+    if args.json_out:
+        os.makedirs(osp.dirname(osp.abspath(args.json_out)), exist_ok=True)
+        with open(args.json_out, 'w') as f:
+            json.dump(res, f, indent=1)
     return res
 
 

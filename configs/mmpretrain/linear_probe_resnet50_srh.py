@@ -18,8 +18,9 @@ model = dict(
     backbone=dict(
         type='ResNet', depth=50, frozen_stages=4, norm_eval=True,
         norm_cfg=dict(type='BN'),
-        init_cfg=dict(type='Pretrained', checkpoint=backbone_checkpoint,
-                      prefix='backbone.')),
+        # prefix detected: backbone. (HLSS, HiDisc, SimCLR, ...),
+        # algorithm.backbone. (HLSSAuxWrapper), module.* or a plain dict
+        init_cfg=dict(type='HLSSPretrained', checkpoint=backbone_checkpoint)),
     neck=dict(type='GlobalAveragePooling'),
     head=dict(type='LinearClsHead', num_classes=num_classes,
               in_channels=2048, loss=dict(type='CrossEntropyLoss'),

@@ -5,6 +5,7 @@ from .backbones import CLIPResNet
 from .data_preprocessors import SRHBatchAugmentPreprocessor
 from .heads import (HierarchicalContrastiveHead, HierarchicalTextAlignedHead,
                     VICRegHead)
+from .initializers import HLSSPretrainedInit  # noqa: F401 (registers it)
 from .losses import HierarchicalAlignmentLoss, HierarchicalSupConLoss
 from .necks import IdentityNeck
 from .text_towers import (BaseTextTower, HFCLIPTextTower, HFSentenceTextTower,

@@ -24,14 +24,16 @@ def run(*args, timeout=120):
                           capture_output=True, text=True, timeout=timeout)
 
 
-def test_quick_prints_one_json_line_with_every_figure():
+def test_quick_prints_one_json_line_with_every_figure(tmp_path):
     start = time.perf_counter()
+    out = tmp_path / 'sub' / 'quick.json'
     proc = run('--quick', '--patches', '4', '--e2e-steps', '2', '--steps',
-               '1', '--device', 'cpu')
+               '1', '--device', 'cpu', '--json-out', str(out))
     elapsed = time.perf_counter() - start
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
     res = json.loads(lines[-1])
+    assert json.loads(out.read_text()) == res  # --json-out: same object
     assert elapsed < 60, elapsed
     assert res['device'] == 'cpu' and res['quick'] is True
     assert res['precision'] == 'bf16'

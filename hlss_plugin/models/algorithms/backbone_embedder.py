@@ -1,98 +1,13 @@
 """Evaluation-only model: a backbone loaded from any training checkpoint."""
-from typing import Dict, List, Optional, Sequence, Union
+from typing import List, Optional, Union
 
 import torch
 from mmengine.model import BaseModel
 from mmpretrain.registry import MODELS
 
-from ...utils.checkpoint import read_state_dict
+from ...utils.backbone_state import (BACKBONE_PREFIXES,  # noqa: F401
+                                     load_backbone_state)
 from .embedding_predict_mixin import EmbeddingPredictMixin
-
-#: Where our training checkpoints keep the backbone, tried in this order by
-#: ``prefix='auto'``: every algorithm (HLSS, HiDisc, MMPretrain's SimCLR,
-#: MoCo v3, BYOL, ...) has it under ``backbone.``, ``HLSSAuxWrapper`` under
-#: ``algorithm.backbone.``; ``module.`` is what a DDP-wrapped save adds.
-BACKBONE_PREFIXES = ('backbone.', 'algorithm.backbone.', 'module.backbone.',
-                     'module.algorithm.backbone.')
-_LIST_LIMIT = 8
-
-
-def _listing(items: Sequence[str], limit: int = _LIST_LIMIT) -> str:
-    items = list(items)
-    more = f' ... ({len(items)} in all)' if len(items) > limit else ''
-    return ', '.join(items[:limit]) + more
-
-
-def _found_prefixes(keys: Sequence[str]) -> List[str]:
-    """Key prefixes worth suggesting: first components, and everything up
-    to a ``backbone.`` component (e.g. ``student.backbone.``)."""
-    found = set()
-    for key in keys:
-        parts = key.split('.')
-        if len(parts) > 1:
-            found.add(parts[0] + '.')
-        if 'backbone' in parts[:-1]:
-            cut = parts.index('backbone') + 1
-            found.add('.'.join(parts[:cut]) + '.')
-    return sorted(found)
-
-
-def select_prefix(state: Dict[str, torch.Tensor], prefix: str = 'auto',
-                  source: str = 'the checkpoint') -> str:
-    """Find the key prefix under which ``state`` holds the backbone.
-
-    Args:
-        state (dict[str, Tensor]): A state dict.
-        prefix (str): ``'auto'`` to try :data:`BACKBONE_PREFIXES` in order,
-            or an explicit prefix (``''``: the whole dict is the backbone).
-        source (str): Name of the checkpoint, for messages.
-
-    Returns:
-        str: The prefix to strip.
-
-    Raises:
-        ValueError: When no (or, for ``'auto'``, more than one differing)
-            backbone is found; the message lists the prefixes present.
-
-    Example:
-        >>> select_prefix({'algorithm.backbone.conv1.weight': torch.ones(1),
-        ...                'algorithm.neck.fc.weight': torch.ones(1)})
-        'algorithm.backbone.'
-    """
-    keys = list(state)
-    if prefix != 'auto':
-        if any(k.startswith(prefix) for k in keys):
-            return prefix
-        raise ValueError(
-            f'BackboneEmbedder: {source} has no key starting with '
-            f'prefix={prefix!r}; prefixes found: '
-            f'{_listing(_found_prefixes(keys))}. Pass one of them as prefix, '
-            f'or prefix="auto".')
-    matches = [p for p in BACKBONE_PREFIXES
-               if any(k.startswith(p) for k in keys)]
-    if not matches:
-        raise ValueError(
-            f'BackboneEmbedder: {source} has no backbone under '
-            f'{", ".join(repr(p) for p in BACKBONE_PREFIXES)}; prefixes '
-            f'found: {_listing(_found_prefixes(keys))}. Pass the right one '
-            f'explicitly, e.g. prefix="student.backbone." (prefix="" for a '
-            f'bare backbone state dict).')
-    first = _strip(state, matches[0])
-    for other in matches[1:]:
-        weights = _strip(state, other)
-        if set(weights) != set(first) or any(
-                not torch.equal(weights[k], first[k]) for k in first):
-            raise ValueError(
-                f'BackboneEmbedder: {source} holds different backbones '
-                f'under {matches}; pass the one to evaluate explicitly, e.g. '
-                f'prefix={matches[0]!r}.')
-    return matches[0]
-
-
-def _strip(state: Dict[str, torch.Tensor],
-           prefix: str) -> Dict[str, torch.Tensor]:
-    return {k[len(prefix):]: v for k, v in state.items()
-            if k.startswith(prefix)}
 
 
 @MODELS.register_module()
@@ -185,28 +100,10 @@ class BackboneEmbedder(EmbeddingPredictMixin, BaseModel):
             ValueError: If no backbone is found, or its keys or shapes do
                 not match ``self.backbone``.
         """
-        state = read_state_dict(checkpoint, owner='BackboneEmbedder')
-        used = select_prefix(state, prefix, source=f'checkpoint {checkpoint}')
-        weights = _strip(state, used)
-        expected = self.backbone.state_dict()
-        missing = sorted(set(expected) - set(weights))
-        unexpected = sorted(set(weights) - set(expected))
-        shapes = sorted(
-            f'{k} (checkpoint {tuple(weights[k].shape)}, model '
-            f'{tuple(expected[k].shape)})'
-            for k in set(weights) & set(expected)
-            if weights[k].shape != expected[k].shape)
-        if missing or unexpected or shapes:
-            parts = [f'{name}: {_listing(keys)}' for name, keys in (
-                ('missing keys', missing), ('unexpected keys', unexpected),
-                ('shape mismatch', shapes)) if keys]
-            raise ValueError(
-                f'BackboneEmbedder: the backbone under {used!r} in '
-                f'{checkpoint} does not match backbone='
-                f'{type(self.backbone).__name__} ({"; ".join(parts)}). Give '
-                f'the backbone config the checkpoint was trained with (e.g. '
-                f'the same ResNet depth), or another prefix.')
-        self.backbone.load_state_dict(weights, strict=True)
+        used = load_backbone_state(
+            self.backbone, checkpoint,
+            prefix=None if prefix == 'auto' else prefix,
+            owner='BackboneEmbedder')
         self.checkpoint_prefix = used
         return used
 
