@@ -169,7 +169,10 @@ def check_checkpoint(model: torch.nn.Module, path: str) -> None:
     """
     state = _state_dict(path)
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
+    # modules' ``_extra_state`` (e.g. the augmentation step of
+    # SRHBatchAugmentPreprocessor) is optional: older checkpoints lack it
+    missing = sorted(k for k in set(expected) - set(state)
+                     if not k.endswith('_extra_state'))
     unexpected = sorted(set(state) - set(expected))
     shapes = sorted(f'{k} (checkpoint {tuple(state[k].shape)}, model '
                     f'{tuple(expected[k].shape)})'

@@ -160,6 +160,24 @@ def test_mismatched_checkpoint_is_refused(setup, tmp_path):
                module_prefixed)
     test_tool.check_checkpoint(setup['model'], module_prefixed)
 
+    # a module's _extra_state (the augmentation step of the fast config's
+    # preprocessor) is optional: checkpoints from before it load
+    from hlss_plugin.models.data_preprocessors import \
+        SRHBatchAugmentPreprocessor
+    with_extra = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    with_extra.data_preprocessor = SRHBatchAugmentPreprocessor(seed=1)
+    full = with_extra.state_dict()
+    assert 'data_preprocessor._extra_state' in full
+    legacy = str(tmp_path / 'legacy.pth')
+    torch.save({'state_dict': {k: v for k, v in full.items()
+                               if not k.endswith('_extra_state')}}, legacy)
+    test_tool.check_checkpoint(with_extra, legacy)
+    with_extra.load_state_dict(torch.load(legacy)['state_dict'])
+    torch.save({'state_dict': {k: v for k, v in full.items()
+                               if k != '0.weight'}}, legacy)
+    with pytest.raises(test_tool.ToolError, match='missing keys: 0.weight'):
+        test_tool.check_checkpoint(with_extra, legacy)
+
     # through the command line: the run stops before testing
     with pytest.raises(SystemExit) as exc:
         test_tool.main([setup['config'], bad, '--work-dir',

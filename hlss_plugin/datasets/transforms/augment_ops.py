@@ -11,6 +11,9 @@ later batched GPU data preprocessor run the *same* code:
   a float image ``(C, H, W)`` (with ``n == 1`` params) or a batch
   ``(B, C, H, W)`` (with ``n == B`` params, one row per sample). ``apply``
   never modifies ``img`` in place and keeps its dtype and device.
+* ``apply_dense(img, params) -> Tensor``: the same result without reading
+  any tensor on the host (no GPU sync; used by ``apply_plan``'s dense
+  mode). Defaults to ``apply``.
 
 Whether an op fires at all (probability ``rand_prob``) is decided by the
 caller (:mod:`~hlss_plugin.datasets.transforms.srh_augment`); use
@@ -187,6 +190,31 @@ class AugmentOp:
         """Apply the op with fixed params; see the module docstring."""
         raise NotImplementedError
 
+    def apply_dense(self, img: torch.Tensor, params: Params) -> torch.Tensor:
+        """:meth:`apply` without reading tensor values on the host.
+
+        Same result as :meth:`apply` (up to float rounding) for the same
+        ``img`` and ``params``, but never reads a tensor on the host (no
+        ``tolist`` / ``item`` / ``bool`` / boolean indexing), so on a GPU it
+        does not synchronise with the device; it may compute more (e.g.
+        every option for every sample). Used by ``apply_plan(mode='dense')``.
+        Defaults to :meth:`apply`; ops whose ``apply`` reads params on the
+        host override it.
+
+        Args:
+            img (Tensor): ``(C, H, W)`` or ``(B, C, H, W)`` float image(s).
+            params (dict[str, Tensor]): Params of ``1`` or ``B`` samples.
+
+        Returns:
+            Tensor: As :meth:`apply`.
+
+        Example:
+            >>> x = torch.rand(2, 3, 4, 4)
+            >>> torch.equal(HorizontalFlip().apply_dense(x, {}), x.flip(-1))
+            True
+        """
+        return self.apply(img, params)
+
     def output_shape(self, shape: Sequence[int]) -> Tuple[int, int, int]:
         """``(C, H, W)`` after the op for an input of ``shape``."""
         return tuple(shape)
@@ -340,6 +368,42 @@ class ColorJitter(AugmentOp):
                 if sel.any():
                     out[sel] = self._fns[j](out[sel], factors[j][sel])
         return _unbatch(out, single)
+
+    def apply_dense(self, img, params):
+        """:meth:`apply` with no host reads (for ``apply_plan`` dense mode).
+
+        At each order position ``k`` every enabled part ``j`` is computed on
+        the whole batch and kept where ``order[:, k] == j``:
+        ``out = torch.where(sel, adjust_j(out, factor_j), out)``. That is
+        ``4 x`` (number of enabled parts) full-batch adjustments instead of
+        4 on the selected samples, but no mask is read on the host (no GPU
+        sync). Same result as :meth:`apply` (bit-exact on the CPU), for any
+        ``n`` including 1.
+
+        Example:
+            >>> op = ColorJitter()
+            >>> x = torch.rand(4, 3, 8, 8)
+            >>> p = op.sample(torch.Generator().manual_seed(0), 4, x.shape[1:])
+            >>> torch.equal(op.apply_dense(x, p), op.apply(x, p))
+            True
+        """
+        x, single = _batched(img)
+        factors = (params['brightness'], params['contrast'],
+                   params['saturation'], params['hue'])
+        enabled = (self.brightness, self.contrast, self.saturation, self.hue)
+        order = params['order'].to(x.device)
+        if order.shape != (x.shape[0], 4):
+            raise ValueError(f'color_jitter: order of shape '
+                             f'{tuple(order.shape)} for {x.shape[0]} images; '
+                             f'sample params with n equal to the batch size.')
+        out = x
+        for k in range(4):
+            for j in range(4):
+                if enabled[j] is None:
+                    continue
+                sel = (order[:, k] == j).view(-1, 1, 1, 1)
+                out = torch.where(sel, self._fns[j](out, factors[j]), out)
+        return _unbatch(x.clone() if out is x else out, single)
 
 
 def adjust_brightness(img: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -774,6 +838,28 @@ class RandomResizedCrop(AugmentOp):
             return _unbatch(out, single)
         return _unbatch(self._grid_crop(x, boxes), single)
 
+    def apply_dense(self, img, params):
+        """:meth:`apply` with no host reads: always the batched
+        ``grid_sample`` crop, also for ``n = 1`` (where :meth:`apply` slices
+        the box read on the host and calls ``interpolate``; the two agree up
+        to float rounding, about 3e-5). For ``n > 1`` identical to
+        :meth:`apply`.
+
+        Example:
+            >>> op = RandomResizedCrop(size=4)
+            >>> x = torch.rand(3, 8, 8)
+            >>> box = torch.tensor([[2, 2, 4, 4]])  # exactly 4 x 4: a copy
+            >>> torch.allclose(op.apply_dense(x, {'box': box}),
+            ...                x[:, 2:6, 2:6], atol=1e-6)
+            True
+        """
+        x, single = _batched(img)
+        boxes = params['box']
+        if boxes.shape[0] != x.shape[0]:
+            raise ValueError(f'random_resized_crop: {boxes.shape[0]} boxes '
+                             f'for {x.shape[0]} images.')
+        return _unbatch(self._grid_crop(x, boxes), single)
+
     def _grid_crop(self, x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         """Batched crop+resize with grid_sample, matching ``interpolate``.
 
@@ -852,15 +938,38 @@ class RandomErasing(AugmentOp):
             t, l, bh, bw = boxes[0].tolist()
             out[..., t:t + bh, l:l + bw] = self.value
             return _unbatch(out, single)
-        h, w = x.shape[-2:]
-        boxes = boxes.to(x.device)
+        return _unbatch(self._mask_erase(out, boxes), single)
+
+    def apply_dense(self, img, params):
+        """:meth:`apply` with no host reads: the batched mask fill also for
+        ``n = 1`` (bit-exact with :meth:`apply`).
+
+        Example:
+            >>> op = RandomErasing()
+            >>> box = torch.tensor([[0, 0, 1, 2]])
+            >>> op.apply_dense(torch.ones(1, 2, 2), {'box': box})
+            tensor([[[0., 0.],
+                     [1., 1.]]])
+        """
+        x, single = _batched(img)
+        boxes = params['box']
+        if boxes.shape[0] != x.shape[0]:
+            raise ValueError(f'erasing: {boxes.shape[0]} boxes for '
+                             f'{x.shape[0]} images.')
+        return _unbatch(self._mask_erase(x.clone(), boxes), single)
+
+    def _mask_erase(self, out: torch.Tensor,
+                    boxes: torch.Tensor) -> torch.Tensor:
+        """Fill ``boxes`` ``(B, 4)`` of ``out`` ``(B, C, H, W)`` in place."""
+        h, w = out.shape[-2:]
+        boxes = boxes.to(out.device)
         top, left, bh, bw = (v.view(-1, 1) for v in boxes.unbind(1))
-        rows = torch.arange(h, device=x.device).view(1, -1)
-        cols = torch.arange(w, device=x.device).view(1, -1)
+        rows = torch.arange(h, device=out.device).view(1, -1)
+        cols = torch.arange(w, device=out.device).view(1, -1)
         in_r = (rows >= top) & (rows < top + bh)  # (B, H)
         in_c = (cols >= left) & (cols < left + bw)  # (B, W)
         mask = (in_r.unsqueeze(2) & in_c.unsqueeze(1)).unsqueeze(1)
-        return _unbatch(out.masked_fill_(mask, self.value), single)
+        return out.masked_fill_(mask, self.value)
 
 
 #: Op name -> class, for ``SRHAugment(ops=[dict(type=name, ...)])``.

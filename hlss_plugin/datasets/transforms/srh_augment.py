@@ -47,7 +47,8 @@ class PlannedOp:
         op (AugmentOp): The op.
         mask (Tensor): ``(n,)`` bool, samples the op is applied to.
         params (dict | None): Params for all ``n`` samples (``None`` when
-            ``mask`` is all False).
+            ``mask`` is all False; never ``None`` in a plan drawn with
+            ``sync_free=True``).
         fired (Tensor): ``(n,)`` bool, samples where the op counts as
             applied (equal to ``mask``, except for the crop, which always
             runs but only counts where the *resized* crop was drawn).
@@ -72,14 +73,22 @@ def apply_plan(img: torch.Tensor, plan: Sequence[PlannedOp],
       boolean gather/scatter ``x[mask] = op(x[mask])``, so only the chosen
       samples are computed. Each of these reads the mask on the host: on a
       GPU that is a host-device synchronisation (about 4 per op).
-    * ``'dense'``: per op with params, ``y = op(x)`` on the **whole** batch
-      (params exist for all ``n`` samples whenever the op fired for any)
-      and ``x = torch.where(mask, y, x)``; an op that changes the spatial
-      size (the resized crop, whose mask is all True) gives ``y`` directly.
-      No mask is read on the host, at the cost of computing every fired op
-      on every sample (about ``1 / rand_prob`` times the op work). Meant
-      for batches on a GPU; ops whose own batched ``apply`` reads the
-      device (``color_jitter``; any op with ``n = 1``) still synchronise.
+    * ``'dense'``: per op with params, ``y = op.apply_dense(x)`` on the
+      **whole** batch (params exist for all ``n`` samples whenever the op
+      fired for any) and ``x = torch.where(mask, y, x)``; an op that
+      changes the spatial size (the resized crop, whose mask is all True)
+      gives ``y`` directly. Nothing is read on the host, by ``apply_plan``
+      or by the ops' ``apply_dense`` (``color_jitter`` computes each of its
+      parts at each order position on the whole batch and selects with
+      ``torch.where``; the crop and erasing use their batched code also for
+      ``n = 1``), so on a GPU applying the plan never synchronises. The
+      cost: every op with params runs on every sample (about
+      ``1 / rand_prob`` times the op work, ``color_jitter`` about 4 times
+      more again). Results equal ``'gather'`` up to float rounding
+      (bit-exact on the CPU for ``n > 1``; for ``n = 1`` the crop uses
+      ``grid_sample`` instead of ``interpolate``, within about 3e-5). Use
+      ``sample_plan(..., sync_free=True)`` so that sampling does not
+      synchronise either.
 
     Args:
         img (Tensor): Float image(s) in ``[0, 1]``.
@@ -113,7 +122,7 @@ def apply_plan(img: torch.Tensor, plan: Sequence[PlannedOp],
         for step in plan:
             if step.params is None:  # fired for no sample
                 continue
-            y = step.op.apply(x, step.params)
+            y = step.op.apply_dense(x, step.params)
             if y.shape != x.shape:  # resizes (the crop): mask is all True
                 x = y
             else:
@@ -291,8 +300,21 @@ class SRHAugment(BaseTransform):
         return state
 
     def sample_plan(self, generator: Optional[torch.Generator], n: int,
-                    shape: Sequence[int]) -> List[PlannedOp]:
+                    shape: Sequence[int],
+                    sync_free: bool = False) -> List[PlannedOp]:
         """Draw which ops fire and their params for ``n`` samples.
+
+        By default the fire masks are read on the host once
+        (``fire.any(0).tolist()``, one GPU sync) so that ops that fired for
+        no sample draw no params (``params=None``). With ``sync_free=True``
+        nothing is read on the host: params are drawn for **every** op (and
+        the crop's resized and plain boxes are both drawn and combined with
+        ``torch.where``). The fire masks and parameter distributions are the
+        same, but the random stream differs from the default one (it draws
+        params also for ops that fired for no sample, and for ``n = 1``
+        both crop boxes): from the first such op on, the same generator
+        state gives different plans in the two settings (identical plans
+        when every op fired for some sample and ``n > 1``).
 
         Args:
             generator (torch.Generator, optional): Source of randomness (its
@@ -300,6 +322,9 @@ class SRHAugment(BaseTransform):
                 CPU generator.
             n (int): Number of samples (batch size; 1 per-sample).
             shape (Sequence[int]): Input ``(C, H, W)``.
+            sync_free (bool): Never read the device (pair with
+                ``apply_plan(mode='dense')``); every ``PlannedOp.params`` is
+                then a dict. Defaults to False.
 
         Returns:
             list[PlannedOp]: Pass it to :func:`apply_plan`.
@@ -308,19 +333,30 @@ class SRHAugment(BaseTransform):
             >>> plan = SRHAugment().sample_plan(None, 8, (3, 300, 300))
             >>> [p.name for p in plan][:3]
             ['random_resized_crop', 'hflip', 'vflip']
+            >>> plan = SRHAugment().sample_plan(None, 8, (3, 300, 300),
+            ...                                 sync_free=True)
+            >>> all(p.params is not None for p in plan)
+            True
         """
         device = generator.device if generator is not None else None
         shape = tuple(shape)
-        probs = self._probs if device is None else self._probs.to(device)
-        fire = torch.rand(n, len(self.steps), generator=generator,
-                          device=device) < probs
-        fire_any = fire.any(dim=0).tolist()  # one sync for all ops
+        u = torch.rand(n, len(self.steps), generator=generator, device=device)
+        if sync_free:
+            # compare with Python floats: no (blocking) copy of the probs to
+            # the device; same float32 comparison, same masks
+            fire = torch.stack([u[:, j] < p
+                                for j, (_, p) in enumerate(self.steps)], 1)
+            fire_any = [True] * len(self.steps)
+        else:
+            probs = self._probs if device is None else self._probs.to(device)
+            fire = u < probs
+            fire_any = fire.any(dim=0).tolist()  # one sync for all ops
         plan = []
         for j, (op, _) in enumerate(self.steps):
             mask = fire[:, j]
             if isinstance(op, RandomResizedCrop):
                 params = self._crop_params(op, generator, n, shape, mask,
-                                           fire_any[j])
+                                           fire_any[j], sync_free)
                 plan.append(PlannedOp(op.name, op, torch.ones_like(mask),
                                       params, mask))
             else:
@@ -331,10 +367,12 @@ class SRHAugment(BaseTransform):
         return plan
 
     def _crop_params(self, op: RandomResizedCrop, generator, n, shape,
-                     resized: torch.Tensor, any_resized: bool) -> Params:
-        """Resized-crop boxes where ``resized``, plain crops elsewhere."""
+                     resized: torch.Tensor, any_resized: bool,
+                     sync_free: bool = False) -> Params:
+        """Resized-crop boxes where ``resized``, plain crops elsewhere
+        (``sync_free``: always both, combined on the device)."""
         random_pos = self.crop_fallback == 'random'
-        if n == 1 or not any_resized:
+        if not sync_free and (n == 1 or not any_resized):
             return (op.sample(generator, n, shape) if any_resized else
                     op.sample_plain(generator, n, shape, random_pos))
         box = op.sample(generator, n, shape)['box']

@@ -1,19 +1,24 @@
 """``SRHBatchAugmentPreprocessor``: the SRH augmentation set as batched
 tensor ops on the training device."""
 import contextlib
+import logging
 import numbers
 from typing import List, Optional, Sequence, Union
 
 import torch
 from mmengine.dist import get_rank
+from mmengine.logging import print_log
 from mmengine.model import ImgDataPreprocessor
 from mmpretrain.registry import MODELS, TRANSFORMS
 
 from ...datasets.transforms.srh_augment import (APPLY_MODES, PlannedOp,
                                                 SRHAugment, apply_plan)
 from ...datasets.transforms.srh_third_channel import srh_third_channel
+from ...utils.seed_mix import mix_seed
 
-_SEED_MIX = 1_000_003
+# Layout of the checkpointed state: int64 [version, base seed, step].
+_STATE_VERSION = 1
+_NOT_DRAWN = -1  # base seed slot before ``seed=None`` drew one
 
 
 def _autocast_off(device: torch.device):
@@ -101,12 +106,21 @@ class SRHBatchAugmentPreprocessor(ImgDataPreprocessor):
     otherwise build the sampling grid in bf16/fp16); the views are float32
     and autocast casts them for the model.
 
-    Random numbers: one ``torch.Generator`` on the device, created at the
-    first training batch and seeded with ``seed * 1000003 + rank``; with
-    ``seed=None`` the base seed is drawn from the global torch RNG, which
-    the Runner seeds from ``randomness.seed``. Ranks therefore draw
-    different parameters and a run is reproducible. The generator state is
-    not checkpointed: a resumed run restarts the augmentation stream.
+    Random numbers: one ``torch.Generator`` on the device, re-seeded at the
+    start of every training batch with ``mix_seed(base, rank, step)`` (a
+    splitmix64 hash, :func:`~hlss_plugin.utils.seed_mix.mix_seed`), where
+    ``step`` counts the training batches this module has augmented and
+    ``base`` is ``seed`` or, with ``seed=None``, a draw from the global
+    torch RNG (seeded by the Runner from ``randomness.seed``) at the first
+    training batch. The views of step ``k`` thus depend only on ``(base,
+    rank, k)``: ranks draw different parameters, a run is reproducible, and
+    re-seeding is host-side (no device sync). ``step`` and ``base`` are
+    checkpointed with the model (``data_preprocessor._extra_state``, an
+    int64 tensor ``[version, base, step]``, see :meth:`get_extra_state`),
+    so ``resume=True`` continues the augmentation stream exactly; loading
+    an older checkpoint without that entry (also with ``strict=True``)
+    warns once and keeps the current count. Validation / test batches do
+    not count.
 
     Args:
         augment (dict | SRHAugment, optional): The augmentation, as the
@@ -139,10 +153,17 @@ class SRHBatchAugmentPreprocessor(ImgDataPreprocessor):
             ``'gather'`` (default) computes an op only on the samples it
             fired for, via boolean indexing, which reads the mask on the
             host (about 4 host-device syncs per op and view on a GPU);
-            ``'dense'`` computes every fired op on every sample and keeps
-            the result with ``torch.where`` (about ``1 / rand_prob`` times
-            the op work, no syncs from the masks; ``color_jitter`` still
-            syncs inside its own ``apply``). Same views either way. Meant
+            ``'dense'`` draws the plans with ``sample_plan(...,
+            sync_free=True)`` and computes every op on every sample,
+            keeping the result with ``torch.where`` (about
+            ``1 / rand_prob`` times the op work, ``color_jitter`` about 4x
+            more again), so a training forward reads nothing on the host
+            (no host-device sync; only the first batch with ``seed=None``
+            draws the base seed with one ``item()``). The views of a dense
+            plan equal the gather mode's views of that plan, but dense
+            sampling uses a different random stream (it also draws params
+            of ops that fired for no sample), so the two modes give
+            different (equally distributed) views for the same seed. Meant
             for GPUs; measure both (``tools/benchmark_throughput.py
             --augment-mode``) before choosing.
 
@@ -203,21 +224,147 @@ class SRHBatchAugmentPreprocessor(ImgDataPreprocessor):
         self.apply_mode = apply_mode
         self.last_plans: Optional[List[List[PlannedOp]]] = None
         self._generator: Optional[torch.Generator] = None
+        # Checkpointed (get_extra_state): training batches augmented so far
+        # and the base seed (None until seed=None draws one).
+        self._step = 0
+        self._base_seed: Optional[int] = seed
+        self._warned_legacy = False
 
     # --------------------------------------------------------------- random
-    def generator(self, device: torch.device) -> torch.Generator:
-        """The augmentation generator on ``device`` (created on first use).
+    @property
+    def step(self) -> int:
+        """Training batches augmented so far (the next batch's step)."""
+        return self._step
+
+    def base_seed(self) -> int:
+        """The base seed of the stream: ``seed``, or with ``seed=None`` a
+        draw from the global torch RNG, made on first use and then kept (and
+        checkpointed)."""
+        if self._base_seed is None:
+            self._base_seed = int(torch.randint(0, 2**62, (1, )).item())
+        return self._base_seed
+
+    def step_seed(self, step: Optional[int] = None) -> int:
+        """``mix_seed(base_seed(), rank, step)``, in ``[0, 2**63)``.
+
+        Args:
+            step (int, optional): Defaults to :attr:`step`, the next one.
         """
+        return mix_seed(self.base_seed(), get_rank(),
+                        self._step if step is None else step)
+
+    def generator(self, device: torch.device) -> torch.Generator:
+        """The augmentation generator on ``device``; created on first use
+        (or a device change) and then seeded for the current :attr:`step`.
+        :meth:`forward` re-seeds it for every training batch
+        (:meth:`start_step`)."""
         device = torch.device(device)
         gen = self._generator
         if gen is None or gen.device != device:
-            base = self.seed
-            if base is None:
-                base = int(torch.randint(0, 2**62, (1, )).item())
             gen = torch.Generator(device=device)
-            gen.manual_seed((base * _SEED_MIX + get_rank()) % (2**63))
+            gen.manual_seed(self.step_seed())
             self._generator = gen
         return gen
+
+    @torch.compiler.disable
+    def start_step(self, device: torch.device) -> torch.Generator:
+        """Seed the generator for :attr:`step` and count that step.
+
+        ``manual_seed`` runs on the host for CPU and CUDA generators, so this
+        adds no host-device synchronisation. Kept out of ``torch.compile``
+        (mmengine's ``compile=True`` compiles the whole ``train_step``):
+        the changing step count would otherwise force a recompilation.
+
+        Args:
+            device (torch.device): The device of the batch.
+
+        Returns:
+            torch.Generator: The generator, seeded with
+            ``mix_seed(base, rank, step)`` of the step just started.
+        """
+        gen = self.generator(device)
+        gen.manual_seed(self.step_seed())
+        self._step += 1
+        return gen
+
+    # ----------------------------------------------------------- checkpoint
+    def get_extra_state(self) -> torch.Tensor:
+        """The state saved under ``data_preprocessor._extra_state``.
+
+        A tensor rather than a dict, so that readers requiring a state dict
+        of tensors (``read_state_dict``, ``tools/test.py``) accept it; it
+        loads with ``torch.load(weights_only=True)``.
+
+        Returns:
+            Tensor: int64 ``(3, )``: ``[version (1), base seed (-1 while
+            seed=None has not drawn one), step]``.
+
+        Example:
+            >>> pre = SRHBatchAugmentPreprocessor(seed=5)
+            >>> pre.get_extra_state()
+            tensor([1, 5, 0])
+        """
+        base = _NOT_DRAWN if self._base_seed is None else self._base_seed
+        return torch.tensor([_STATE_VERSION, base, self._step],
+                            dtype=torch.int64)
+
+    def set_extra_state(self, state: torch.Tensor) -> None:
+        """Restore :attr:`step` and the drawn base seed from
+        :meth:`get_extra_state`'s tensor. An explicit ``seed`` that differs
+        from the checkpoint's base wins (with a warning).
+
+        Raises:
+            ValueError: If ``state`` is not such a tensor.
+        """
+        if not (isinstance(state, torch.Tensor) and state.dtype == torch.int64
+                and tuple(state.shape) == (3, )):
+            raise ValueError(
+                f'SRHBatchAugmentPreprocessor: data_preprocessor._extra_state '
+                f'must be the int64 tensor [version, base seed, step] that '
+                f'get_extra_state() writes, got {state!r}. Load a checkpoint '
+                f'written by this class, or delete that key from the state '
+                f'dict to restart the augmentation stream at step 0.')
+        version, base, step = state.tolist()  # once per load, not per step
+        if version != _STATE_VERSION or base < _NOT_DRAWN or step < 0:
+            raise ValueError(
+                f'SRHBatchAugmentPreprocessor: data_preprocessor._extra_state '
+                f'{[version, base, step]} is not [{_STATE_VERSION}, base '
+                f'seed >= -1, step >= 0]; it was written by another version '
+                f'of hlss_plugin. Delete that key from the state dict to '
+                f'restart the augmentation stream at step 0.')
+        if self.seed is None:
+            self._base_seed = None if base == _NOT_DRAWN else base
+        elif base not in (_NOT_DRAWN, self.seed):
+            print_log(
+                f'SRHBatchAugmentPreprocessor: the checkpoint\'s augmentation '
+                f'stream had base seed {base}, the config sets seed='
+                f'{self.seed}; using {self.seed} from step {step} (set '
+                f'seed=None or {base} to continue the checkpoint\'s stream).',
+                logger='current', level=logging.WARNING)
+        self._step = step
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
+                              strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        """Accept state dicts without ``_extra_state`` (checkpoints written
+        before the step was saved), also with ``strict=True``."""
+        key = prefix + '_extra_state'
+        legacy = key not in state_dict
+        super()._load_from_state_dict(state_dict, prefix, local_metadata,
+                                      strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        if not legacy:
+            return
+        if key in missing_keys:
+            missing_keys.remove(key)
+        if not self._warned_legacy:
+            self._warned_legacy = True
+            print_log(
+                f'SRHBatchAugmentPreprocessor: the state dict has no '
+                f'{key!r} (a checkpoint from before the augmentation step was '
+                f'saved); the augmentation stream goes on from step '
+                f'{self._step}, not from where that run stopped.',
+                logger='current', level=logging.WARNING)
 
     # ---------------------------------------------------------------- steps
     def _stack(self, inputs) -> torch.Tensor:
@@ -292,7 +439,9 @@ class SRHBatchAugmentPreprocessor(ImgDataPreprocessor):
         views, plans = [], []
         with _autocast_off(x.device):
             for _ in range(self.num_views):
-                plan = self.augment.sample_plan(gen, x.shape[0], shape)
+                plan = self.augment.sample_plan(
+                    gen, x.shape[0], shape,
+                    sync_free=self.apply_mode == 'dense')
                 views.append(apply_plan(x, plan, self.apply_mode))
                 plans.append(plan)
         self.last_plans = plans if self.record else None
@@ -304,7 +453,9 @@ class SRHBatchAugmentPreprocessor(ImgDataPreprocessor):
         Args:
             data (dict): ``inputs`` (``(B, C, H, W)`` raw tensor, or a list
                 of ``(C, H, W)``) and ``data_samples``.
-            training (bool): Augment into ``num_views`` views.
+            training (bool): Augment into ``num_views`` views, with the
+                generator re-seeded for, and counting, the next :attr:`step`
+                (evaluation batches leave the count alone).
 
         Returns:
             dict: ``inputs`` (list of V ``(B, C, h, w)`` float tensors when
@@ -319,6 +470,7 @@ class SRHBatchAugmentPreprocessor(ImgDataPreprocessor):
         data = self.cast_data(data)
         x = self.to_unit(self._stack(data['inputs']))
         if training:
+            self.start_step(x.device)  # views of step k: (base, rank, k)
             inputs = [self.normalize(v) for v in self.augment_views(x)]
         else:
             inputs = self.normalize(x)

@@ -278,8 +278,14 @@ def test_parameter_distributions_match_per_sample_sampler():
         ok, d = ks_ok(stats_b[key], stats_s[key])
         assert ok, (key, d)
     # ranges as configured
-    assert 0.08 - 1e-3 <= min(stats_b['crop_scale']) and max(
+    # boxes are whole pixels: round(sqrt(a r)) x round(sqrt(a / r)) can lie
+    # below a = 0.08 x 48^2 by at most 0.5 (sqrt(a r) + sqrt(a / r)) - 0.25
+    a, r = 0.08 * 48 * 48, 4 / 3
+    low = (a - 0.5 * math.sqrt(a) * (math.sqrt(r) + 1 / math.sqrt(r))
+           + 0.25) / 48**2
+    assert low <= min(stats_b['crop_scale']) and max(
         stats_b['crop_scale']) <= 1.0 + 1e-9
+    assert min(stats_b['crop_scale']) < 0.09  # the low end is reached
     assert max(abs(a) for a in stats_b['angle']) <= 10.0
     assert all(0.8 <= b <= 1.2 for b in stats_b['brightness'])
     assert all(0.01 <= s <= 0.1 for s in stats_b['noise_std'])
