@@ -6,8 +6,8 @@ import pytest
 from mmengine.config import Config
 from mmengine.registry import FUNCTIONS, Registry
 from mmpretrain import registry as mmpretrain_registry
-from mmpretrain.registry import DATA_SAMPLERS, DATASETS, HOOKS, MODELS, \
-    OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, TRANSFORMS, \
+from mmpretrain.registry import DATA_SAMPLERS, DATASETS, HOOKS, LOOPS, \
+    MODELS, OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, TRANSFORMS, \
     WEIGHT_INITIALIZERS
 
 import hlss_plugin  # noqa: F401
@@ -24,6 +24,7 @@ EXPECTED = {
     OPTIM_WRAPPERS: ['CPUAutocastOptimWrapper'],
     OPTIM_WRAPPER_CONSTRUCTORS: ['AmpFallbackOptimWrapperConstructor'],
     WEIGHT_INITIALIZERS: ['HLSSPretrained'],
+    LOOPS: ['EmbeddingValLoop', 'EmbeddingTestLoop'],
     MODELS: ['HLSS', 'CLIPResNet', 'IdentityNeck',
              'HierarchicalTextAlignedHead', 'HierarchicalSupConLoss',
              'HierarchicalAlignmentLoss', 'HFSentenceTextTower',

@@ -13,8 +13,12 @@ On synthetic data (``meta/synthetic_attributes.json`` in the data root) it
 also reports precision@k against the generator's ground truth, for the
 checkpoint and for an untrained model of the same config. Writes
 ``OUT/explain.md`` and ``OUT/explain.json`` (OUT defaults to
-``<checkpoint folder>/explain``) and prints a summary. The logic lives in
-:mod:`hlss_plugin.interpret.attribute_explainer`.
+``<checkpoint folder>/explain``) and prints a summary. Works for configs
+that augment per sample (``hlss_srh_tiny.py``, ``hlss_srh.py``) and for
+``hlss_srh_fast.py`` (raw ``uint16`` patches; the model's
+``SRHBatchAugmentPreprocessor`` converts and normalises them, as at
+evaluation). The logic lives in :mod:`hlss_plugin.interpret`
+(:func:`~hlss_plugin.interpret.explain_driver.explain`).
 """
 import argparse
 import os.path as osp

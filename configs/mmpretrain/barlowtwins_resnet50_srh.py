@@ -4,7 +4,7 @@
 # correlation matrix over ranks). Data, schedule and runtime as
 # hlss_srh.py; the optimizer is our AdamW instead of the paper's LARS.
 #   tools/dist_train.sh configs/mmpretrain/barlowtwins_resnet50_srh.py 8 --data-root /data/opensrh
-_base_ = ['_base_/srh_pretrain.py']
+_base_ = ['_base_/srh_pretrain_knn_val.py']  # + kNN validation
 model = dict(
     type='BarlowTwins',
     neck=dict(type='NonLinearNeck', in_channels=2048, hid_channels=8192,

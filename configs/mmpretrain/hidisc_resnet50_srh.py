@@ -4,9 +4,9 @@
 # -> 128, L2-normalised) and the sum of the patch, slide and patient SupCon
 # losses (temperature 0.07, weight 1 each; positives: views of one patch /
 # patches of one slide / patches of one patient, ids from the data samples).
-# Data, schedule and runtime as hlss_srh.py.
+# Data, schedule, runtime and kNN validation as hlss_srh.py.
 #   tools/dist_train.sh configs/mmpretrain/hidisc_resnet50_srh.py 8 --data-root /data/opensrh
-_base_ = ['_base_/srh_pretrain.py']
+_base_ = ['_base_/srh_pretrain_knn_val.py']
 model = dict(
     type='HiDisc',
     neck=dict(type='GlobalAveragePooling'),

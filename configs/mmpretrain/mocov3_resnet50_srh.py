@@ -5,7 +5,7 @@
 # the 1000-epoch setting. Data, schedule and runtime as hlss_srh.py; the
 # optimizer is our AdamW instead of LARS (and no AMP wrapper).
 #   tools/dist_train.sh configs/mmpretrain/mocov3_resnet50_srh.py 8 --data-root /data/opensrh
-_base_ = ['_base_/srh_pretrain.py']
+_base_ = ['_base_/srh_pretrain_knn_val.py']  # + kNN validation
 temperature = 1.0
 model = dict(
     type='MoCoV3',

@@ -2,12 +2,10 @@
 # HLSS's patch/slide/patient text-aligned heads (HVC + HA) on the backbone
 # features SimCLR already computes (no extra backbone pass); the loss is
 # SimCLR's NT-Xent plus every level's HLSS terms.
-# The wrapper can predict, so the kNN evaluation runs every 50 epochs.
+# The wrapper can predict; the kNN validation every 50 epochs comes with
+# simclr_resnet50_srh.py (its loops run the wrapper's predict mode).
 #   tools/dist_train.sh configs/mmpretrain/simclr_hlss_srh.py 8 --data-root /data/opensrh
-_base_ = ['simclr_resnet50_srh.py', '_base_/models/hlss_level_heads.py',
-          '_base_/datasets/opensrh_knn_eval.py']
+_base_ = ['simclr_resnet50_srh.py', '_base_/models/hlss_level_heads.py']
 model = dict(_delete_=True, type='HLSSAuxWrapper', in_channels=2048,
              algorithm={{_base_.model}}, heads={{_base_.hlss_heads}},
              text_tower={{_base_.hlss_text_tower}})
-train_cfg = dict(val_interval=50)  # kNN evaluation every 50 epochs
-default_hooks = dict(checkpoint=dict(save_best='patient/acc', rule='greater'))

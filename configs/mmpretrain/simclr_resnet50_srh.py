@@ -3,7 +3,7 @@
 # to 128-d, temperature 0.1. Data, schedule and runtime as hlss_srh.py; the
 # optimizer is our AdamW instead of the paper's LARS.
 #   tools/dist_train.sh configs/mmpretrain/simclr_resnet50_srh.py 8 --data-root /data/opensrh
-_base_ = ['_base_/srh_pretrain.py']
+_base_ = ['_base_/srh_pretrain_knn_val.py']  # + kNN validation
 model = dict(
     type='SimCLR',
     neck=dict(type='NonLinearNeck', in_channels=2048, hid_channels=2048,

@@ -6,7 +6,7 @@
 # optimizer's lr. Data, schedule and runtime as hlss_srh.py; the optimizer
 # is our AdamW instead of the paper's SGD.
 #   tools/dist_train.sh configs/mmpretrain/simsiam_resnet50_srh.py 8 --data-root /data/opensrh
-_base_ = ['_base_/srh_pretrain.py']
+_base_ = ['_base_/srh_pretrain_knn_val.py']  # + kNN validation
 lr = 1e-3  # the lr of _base_/schedules/adamw_cosine_warmup.py
 model = dict(
     type='SimSiam',

@@ -13,7 +13,7 @@
 # Data, schedule and runtime as hlss_srh.py; the optimizer is our AdamW
 # instead of the paper's LARS.
 #   tools/dist_train.sh configs/mmpretrain/vicreg_resnet50_srh.py 8 --data-root /data/opensrh
-_base_ = ['_base_/srh_pretrain.py']
+_base_ = ['_base_/srh_pretrain_knn_val.py']  # + kNN validation
 model = dict(
     type='BarlowTwins',
     neck=dict(type='NonLinearNeck', in_channels=2048, hid_channels=2048,

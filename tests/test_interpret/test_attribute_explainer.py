@@ -17,9 +17,11 @@ from hlss_plugin.interpret import (AttributeExplainer, ExplainError,
                                    aggregate_by_group, center_crop,
                                    chance_precision, precision_at_k,
                                    top_k_attributes, view_size_from_config)
-from hlss_plugin.interpret.attribute_explainer import (
-    check_hlss_config, eval_pipeline, explain_level_items,
-    load_state_dict_strict, select_patches)
+from hlss_plugin.interpret.explain_config import (check_hlss_config,
+                                                  eval_pipeline)
+from hlss_plugin.interpret.explain_data import select_patches
+from hlss_plugin.interpret.explain_driver import explain_level_items
+from hlss_plugin.interpret.load_checkpoint import load_state_dict_strict
 from hlss_plugin.models.heads import HierarchicalTextAlignedHead
 from hlss_plugin.synthetic import ATTRIBUTE_NAMES, as_dict, class_profile
 from hlss_plugin.synthetic.attribute_map import (ATTRIBUTE_MAP, UNMAPPED,
@@ -310,6 +312,32 @@ def test_view_size_and_pipeline_from_the_configs():
     assert view_size_from_config(Config(dict())) is None
 
 
+def test_fast_config_keeps_raw_patches_and_the_preprocessors_view_size():
+    # hlss_srh_fast.py: raw uint16 patches; the view size is the one of the
+    # SRHAugment inside model.data_preprocessor (default ops: 224 px)
+    fast = Config.fromfile(osp.join(CONFIGS, 'hlss_srh_fast.py'))
+    assert [t['type'] for t in eval_pipeline(fast)] == ['LoadSRHPatchRaw']
+    assert view_size_from_config(fast) == 224
+
+    def batched(augment):
+        return Config(dict(model=dict(type='HLSS', data_preprocessor=dict(
+            type='SRHBatchAugmentPreprocessor', augment=augment))))
+
+    assert view_size_from_config(batched(None)) == 224
+    assert view_size_from_config(batched(dict(crop_size=64))) == 64
+    assert view_size_from_config(batched(dict(ops=[dict(
+        type='random_resized_crop', size=(48, 32))]))) == (48, 32)
+    assert view_size_from_config(batched(dict(ops=[dict(
+        type='hflip')]))) is None
+    # a pre-crop in the train pipeline is kept, augmentation is not
+    cfg = Config(dict(train_dataloader=dict(dataset=dict(pipeline=[
+        dict(type='LoadSRHPatchRaw'), dict(type='CenterCropTensor', size=8),
+        dict(type='MultiView', num_views=2, transforms=[]),
+        dict(type='PackInputs')]))))
+    assert eval_pipeline(cfg) == [dict(type='LoadSRHPatchRaw'),
+                                  dict(type='CenterCropTensor', size=8)]
+
+
 def test_checkpoint_keys_must_match(tmp_path):
     model = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 1))
     good = model.state_dict()
@@ -334,6 +362,15 @@ def test_checkpoint_keys_must_match(tmp_path):
     assert "1 missing keys: ['1.bias']" in msg
     assert "1 unexpected keys: ['head.weight']" in msg
     assert '0.weight (5, 5) vs (2, 3)' in msg
+    # the augmentation step (_extra_state) of the fast config's preprocessor
+    # is optional: checkpoints written before it existed load
+    from hlss_plugin.models.data_preprocessors import \
+        SRHBatchAugmentPreprocessor
+    model.data_preprocessor = SRHBatchAugmentPreprocessor(seed=3)
+    assert 'data_preprocessor._extra_state' in model.state_dict()
+    torch.save({'state_dict': dict(good)}, str(path))
+    load_state_dict_strict(model, str(path))
+    assert torch.equal(model[1].weight, good['1.weight'])
     (tmp_path / 'junk.pth').write_text('not a checkpoint')
     with pytest.raises(ExplainError, match='weights_only=True'):
         load_state_dict_strict(model, str(tmp_path / 'junk.pth'))

@@ -5,7 +5,9 @@ MiniLM text tower, so the heads carry the real SRH attribute names).
 Checkpoints are written here from a freshly built model: one in the layout
 ``tools/train.py`` writes (meta, state_dict, message_hub, optimizer,
 param_schedulers; all plain, as PlainCheckpointHook leaves them) and a bare
-``{'state_dict', 'meta'}``.
+``{'state_dict', 'meta'}``. ``hlss_srh_fast.py`` (raw ``uint16`` patches,
+third channel and normalisation in ``SRHBatchAugmentPreprocessor``) is
+explained from a checkpoint of one real training step.
 """
 import importlib.util
 import json
@@ -15,14 +17,19 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import tifffile
 import torch
 from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 
 import hlss_plugin  # noqa: F401
-from hlss_plugin.interpret import explain, markdown_lines, summary_lines
+from hlss_plugin.interpret import (explain, explain_driver, markdown_lines,
+                                   summary_lines)
 from hlss_plugin.synthetic import make_synthetic_srh
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -35,6 +42,18 @@ model = dict(
     backbone=dict(base_channels=8, stem_channels=8), in_channels=64,
     heads=dict(patch=dict(bridge_hidden=32), slide=dict(bridge_hidden=32),
                patient=dict(bridge_hidden=32)))
+"""
+# hlss_srh_fast.py with the same narrow ResNet-18, 64 px views, 8-patch
+# batches and no worker processes.
+FAST = f"""
+_base_ = [{osp.join(REPO, 'configs', 'mmpretrain', 'hlss_srh_fast.py')!r}]
+model = dict(
+    backbone=dict(depth=18, base_channels=8, stem_channels=8),
+    in_channels=64, data_preprocessor=dict(augment=dict(crop_size=64)),
+    heads=dict(patch=dict(bridge_hidden=32), slide=dict(bridge_hidden=32),
+               patient=dict(bridge_hidden=32)))
+train_dataloader = dict(batch_size=8, num_workers=0, persistent_workers=False,
+                        pin_memory=False, sampler=dict(patients_per_batch=2))
 """
 # 2 patients per class: 1 val patient per class -> 7 patients, 14 slides,
 # 42 patches in the val split.
@@ -205,3 +224,77 @@ def test_empty_split_non_hlss_config_and_large_top_k(setup):
                        setup['data'], '--top-k', '36'])
     assert 'top_k=36 is larger than the number of attributes' in msg
     assert "'slide': 35" in msg
+
+
+@pytest.fixture(scope='module')
+def fast(setup):
+    """A tiny hlss_srh_fast.py config and a checkpoint after one training
+    step through SRHBatchAugmentPreprocessor (its augmentation step is
+    saved in ``data_preprocessor._extra_state``)."""
+    config = setup['root'] / 'hlss_fast_test.py'
+    config.write_text(FAST)
+    init_default_scope('mmpretrain')
+    cfg = Config.fromfile(str(config))
+    cfg.train_dataloader.dataset.data_root = setup['data']
+    loader = Runner.build_dataloader(cfg.train_dataloader, seed=0)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    optim = build_optim_wrapper(model, cfg.optim_wrapper)
+    model.train_step(next(iter(loader)), optim)
+    path = setup['root'] / 'fast_epoch_1.pth'
+    torch.save({'meta': {'epoch': 1}, 'state_dict': model.state_dict()},
+               str(path))
+    return dict(config=str(config), checkpoint=str(path), cfg=cfg)
+
+
+def test_fast_config_views_are_the_preprocessors_eval_output(
+        setup, fast, tmp_path, monkeypatch):
+    # record what the backbones of explain's two models receive
+    seen, build_models = {}, explain_driver.build_models
+
+    def spy(*args, **kwargs):
+        trained, untrained, meta = build_models(*args, **kwargs)
+        for name, model in (('trained', trained), ('untrained', untrained)):
+            seen[name] = dict(model=model, inputs=[])
+            model.backbone.register_forward_pre_hook(
+                lambda _, args, store=seen[name]['inputs']: store.append(
+                    args[0].detach().clone()))
+        return trained, untrained, meta
+
+    monkeypatch.setattr(explain_driver, 'build_models', spy)
+    out = tmp_path / 'out'
+    result = explain_tool.main([
+        fast['config'], fast['checkpoint'], '--data-root', setup['data'],
+        '--top-k', '3', '--max-patches', '10', '--out', str(out)])
+    assert (out / 'explain.md').is_file() and (out / 'explain.json').is_file()
+    _check_result(result, 3)
+    assert result['num_patches'] == 10 and result['view_size'] == 64
+
+    # independently: the raw TIFFs, a central 64 px window of the 96 px
+    # patches, then the preprocessor's own evaluation path
+    patches = result['levels']['patch']['items']
+    raw = np.stack([tifffile.imread(osp.join(setup['data'], it['id']))
+                    for it in patches])[:, :, 16:80, 16:80]
+    assert raw.dtype == np.uint16 and raw.shape == (10, 2, 64, 64)
+    pre_cfg = fast['cfg'].model.data_preprocessor
+    pre = MODELS.build(pre_cfg)
+    want = pre(dict(inputs=torch.from_numpy(raw), data_samples=None),
+               training=False)['inputs']
+    for name in ('trained', 'untrained'):
+        got = torch.cat(seen[name]['inputs'])
+        assert got.shape == (10, 3, 64, 64)
+        assert torch.equal(got, want), name
+    # ... which is the SRH third channel, then mean / std normalisation
+    ch2, ch3 = raw[:, 0].astype(np.float64), raw[:, 1].astype(np.float64)
+    unit = np.clip(np.stack([ch3 - ch2 + 5000, ch2, ch3], 1) / 65535, 0, 1)
+    mean = np.array(pre_cfg.mean)[None, :, None, None]
+    std = np.array(pre_cfg.std)[None, :, None, None]
+    np.testing.assert_allclose(want.numpy(), (unit - mean) / std, atol=1e-5)
+    # the reported patch similarities come from those views
+    model = seen['trained']['model']
+    head = model.heads['patch']
+    with torch.no_grad():
+        sims = head(model.extract_feat(want))[1][:, :head.num_attributes]
+    np.testing.assert_allclose([it['top_k'][0][1] for it in patches],
+                               sims.max(1).values.numpy(), atol=1e-5)

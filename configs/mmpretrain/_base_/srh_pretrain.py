@@ -2,11 +2,9 @@
 # as in hlss_srh.py so the baselines see the same batches, augmentations,
 # schedule and runtime: 32 patients x 2 slides x 2 patches x 2 views per GPU,
 # AdamW lr 1e-3, 10 % linear warm-up then cosine, 1000 epochs.
-# The kNN evaluation (opensrh_knn_eval.py) is left out: MMPretrain's
-# self-supervised algorithms have no 'predict' mode, so the val loop would
-# stop the run at its first evaluation. Evaluate their checkpoints with
-# tools/benchmark.py (BackboneEmbedder), or wrap the algorithm in
-# HLSSAuxWrapper, which predicts (see simclr_hlss_srh.py).
+# No evaluation here: srh_pretrain_knn_val.py adds the hierarchical kNN
+# validation (with loops that also embed MMPretrain's algorithms, which have
+# no 'predict' mode); the baseline configs use that file.
 _base_ = [
     'datasets/opensrh_hierarchical.py',
     'schedules/adamw_cosine_warmup.py',

@@ -1,0 +1,66 @@
+"""Validation loop that evaluates embeddings of any model."""
+from typing import Dict, List, Sequence, Union
+
+import torch
+from mmengine.evaluator import Evaluator
+from mmengine.runner import ValLoop
+from mmpretrain.registry import LOOPS
+from torch.utils.data import DataLoader
+
+from .embedding_step import run_embedding_iter, uses_predict
+
+__all__ = ['EmbeddingValLoop']
+
+
+@LOOPS.register_module()
+class EmbeddingValLoop(ValLoop):
+    """mmengine's ``ValLoop`` for models with or without ``mode='predict'``.
+
+    A model that can predict (a callable ``predict`` on the unwrapped
+    model: HLSS, HiDisc, ``HLSSAuxWrapper``, ``BackboneEmbedder``,
+    ``ImageClassifier``) is validated exactly as by ``ValLoop``. Any other
+    model with a ``backbone`` (MMPretrain's SimCLR, MoCoV3, BYOL, SimSiam,
+    BarlowTwins, whose ``forward`` knows only ``'tensor'`` and ``'loss'``)
+    is embedded instead: its data preprocessor in eval mode
+    (``training=False``), the backbone, global average pooling of the last
+    output, the result stored in each data sample's ``feats`` (see
+    :func:`~hlss_plugin.engine.loops.embedding_step.embed_batch`) and
+    passed to the evaluator (``HierarchicalKNNMetric``). The embeddings
+    equal ``BackboneEmbedder``'s (``tools/benchmark.py``) for the same
+    weights. Under DDP each rank embeds its shard and the evaluator gathers
+    the results. The check runs when the loop is built (at the start of
+    training), so a model that can do neither stops at once with a
+    ``ValueError`` instead of at its first validation.
+
+    Args:
+        runner (Runner): The runner.
+        dataloader (DataLoader | dict): Validation dataloader or its config.
+        evaluator (Evaluator | dict | list): Evaluator or its config.
+        fp16 (bool): Validate under autocast. Defaults to False.
+
+    Example:
+        >>> # in a config whose model cannot predict (e.g. type='SimCLR')
+        >>> val_cfg = dict(type='EmbeddingValLoop')
+        >>> val_evaluator = dict(type='HierarchicalKNNMetric', k=200)
+    """
+
+    def __init__(self,
+                 runner,
+                 dataloader: Union[DataLoader, Dict],
+                 evaluator: Union[Evaluator, Dict, List],
+                 fp16: bool = False) -> None:
+        self.predicts = uses_predict(runner.model, type(self).__name__)
+        super().__init__(runner, dataloader, evaluator, fp16)
+
+    @torch.no_grad()
+    def run_iter(self, idx: int, data_batch: Sequence[dict]) -> None:
+        """Validate one batch: ``ValLoop.run_iter`` or the embedding step.
+
+        Args:
+            idx (int): Batch index.
+            data_batch (dict): Batch from the dataloader.
+        """
+        if self.predicts:
+            super().run_iter(idx, data_batch)
+        else:
+            run_embedding_iter(self, 'val', idx, data_batch)
