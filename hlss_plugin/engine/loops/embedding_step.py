@@ -8,6 +8,8 @@ from mmengine.runner.amp import autocast
 from mmpretrain.models.necks import GlobalAveragePooling
 from mmpretrain.structures import DataSample
 
+from ...models.algorithms.embedding_predict_mixin import attach_feats
+
 __all__ = ['uses_predict', 'pooled_backbone_feats', 'embed_batch',
            'run_embedding_iter']
 
@@ -144,16 +146,7 @@ def embed_batch(model: torch.nn.Module,
     if isinstance(inputs, (list, tuple)):
         inputs = inputs[0]
     feats = pooled_backbone_feats(module.backbone, inputs)
-    samples = data.get('data_samples', None)
-    if samples is None:
-        samples = [DataSample() for _ in range(feats.shape[0])]
-    if len(samples) != feats.shape[0]:
-        raise ValueError(f'embed_batch: {len(samples)} data samples for '
-                         f'{feats.shape[0]} embeddings; the batch\'s inputs '
-                         f'and data_samples must have one entry per image.')
-    for sample, feat in zip(samples, feats):
-        sample.set_field(feat, 'feats')
-    return samples
+    return attach_feats(feats, data.get('data_samples', None), 'embed_batch')
 
 
 def run_embedding_iter(loop, stage: str, idx: int,

@@ -1,19 +1,14 @@
 """Validation loop that evaluates embeddings of any model."""
-from typing import Dict, List, Sequence, Union
-
-import torch
-from mmengine.evaluator import Evaluator
 from mmengine.runner import ValLoop
 from mmpretrain.registry import LOOPS
-from torch.utils.data import DataLoader
 
-from .embedding_step import run_embedding_iter, uses_predict
+from .embedding_loop_mixin import EmbeddingLoopMixin
 
 __all__ = ['EmbeddingValLoop']
 
 
 @LOOPS.register_module()
-class EmbeddingValLoop(ValLoop):
+class EmbeddingValLoop(EmbeddingLoopMixin, ValLoop):
     """mmengine's ``ValLoop`` for models with or without ``mode='predict'``.
 
     A model that can predict (a callable ``predict`` on the unwrapped
@@ -44,23 +39,4 @@ class EmbeddingValLoop(ValLoop):
         >>> val_evaluator = dict(type='HierarchicalKNNMetric', k=200)
     """
 
-    def __init__(self,
-                 runner,
-                 dataloader: Union[DataLoader, Dict],
-                 evaluator: Union[Evaluator, Dict, List],
-                 fp16: bool = False) -> None:
-        self.predicts = uses_predict(runner.model, type(self).__name__)
-        super().__init__(runner, dataloader, evaluator, fp16)
-
-    @torch.no_grad()
-    def run_iter(self, idx: int, data_batch: Sequence[dict]) -> None:
-        """Validate one batch: ``ValLoop.run_iter`` or the embedding step.
-
-        Args:
-            idx (int): Batch index.
-            data_batch (dict): Batch from the dataloader.
-        """
-        if self.predicts:
-            super().run_iter(idx, data_batch)
-        else:
-            run_embedding_iter(self, 'val', idx, data_batch)
+    stage = 'val'

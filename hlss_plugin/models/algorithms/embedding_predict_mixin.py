@@ -53,13 +53,40 @@ class EmbeddingPredictMixin:
         """
         if isinstance(inputs, (list, tuple)):
             inputs = inputs[0]
-        feats = self.extract_feat(inputs)
-        if data_samples is None:
-            data_samples = [DataSample() for _ in range(feats.shape[0])]
-        if len(data_samples) != feats.shape[0]:
-            raise ValueError(f'{type(self).__name__}.predict: '
-                             f'{len(data_samples)} data samples for '
-                             f'{feats.shape[0]} inputs.')
-        for sample, feat in zip(data_samples, feats):
-            sample.set_field(feat, 'feats')
-        return data_samples
+        return attach_feats(self.extract_feat(inputs), data_samples,
+                            f'{type(self).__name__}.predict')
+
+
+def attach_feats(feats: torch.Tensor,
+                 data_samples: Optional[List[DataSample]],
+                 owner: str) -> List[DataSample]:
+    """Store row ``i`` of ``feats`` as ``data_samples[i].feats``.
+
+    What evaluators such as ``HierarchicalKNNMetric`` read; shared by
+    :meth:`EmbeddingPredictMixin.predict` and the embedding val/test loops.
+
+    Args:
+        feats (Tensor): ``(N, C)`` embeddings.
+        data_samples (list[DataSample], optional): ``N`` samples to fill;
+            new ones are made when None.
+        owner (str): Name put before the error message.
+
+    Returns:
+        list[DataSample]: The samples, each with ``feats`` ``(C,)``.
+
+    Raises:
+        ValueError: If there are not ``N`` samples.
+
+    Example:
+        >>> attach_feats(torch.ones(2, 3), None, 'demo')[1].feats
+        tensor([1., 1., 1.])
+    """
+    if data_samples is None:
+        data_samples = [DataSample() for _ in range(feats.shape[0])]
+    if len(data_samples) != feats.shape[0]:
+        raise ValueError(f'{owner}: {len(data_samples)} data samples for '
+                         f'{feats.shape[0]} inputs; the batch\'s inputs and '
+                         f'data_samples must have one entry per image.')
+    for sample, feat in zip(data_samples, feats):
+        sample.set_field(feat, 'feats')
+    return data_samples

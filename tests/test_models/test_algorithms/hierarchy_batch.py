@@ -18,3 +18,20 @@ def grid_batch(P=2, S=2, K=2, V=2, size=32, offset=0):
     views = [torch.rand(P * S * K, 3, size, size, generator=gen)
              for _ in range(V)]
     return views, samples
+
+
+def sgd_first_last_loss(model, steps=5, lr=0.05):
+    """Train ``model`` with SGD on one :func:`grid_batch` for ``steps``
+    steps (through its data preprocessor); the first and last total loss."""
+    views, samples = grid_batch()
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    first = None
+    for _ in range(steps):
+        data = model.data_preprocessor(dict(inputs=views,
+                                            data_samples=samples), True)
+        loss = sum(model(**data, mode='loss').values())
+        first = loss.item() if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return first, loss.item()
