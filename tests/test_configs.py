@@ -5,7 +5,6 @@ automatically. Data: a tiny synthetic OpenSRH set, or tiny HDF5 bags for
 configs whose dataset is ``TCGADataset``.
 """
 import glob
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -71,22 +70,6 @@ def backbone_ckpt(tmp_path_factory):
                                backbone.state_dict().items()},
                 'meta': {}}, path)
     return path
-
-
-@pytest.fixture(scope='module')
-def clip_dir(tmp_path_factory):
-    """A random-weight open_clip RN50 converted by our converter."""
-    import open_clip
-    root = tmp_path_factory.mktemp('clip')
-    torch.manual_seed(0)
-    model = open_clip.create_model('RN50-quickgelu', pretrained=None)
-    torch.save(model.state_dict(), str(root / 'rn50.pt'))
-    spec = importlib.util.spec_from_file_location(
-        'convert_clip_rn50', osp.join(REPO, 'tools', 'convert_clip_rn50.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    tool.convert(str(root / 'rn50.pt'), str(root / 'converted'))
-    return str(root / 'converted')
 
 
 @pytest.mark.parametrize('path', CONFIGS,

@@ -3,15 +3,19 @@
 Compares, on the same synthetic SRH TIFF patches ((2, 300, 300) uint16) and
 the same number of views:
 
-* reference: tifffile load + numpy third channel + ``num_views`` views of a
-  torchvision ``Compose``/``RandomApply`` augmentation ending in a 224 crop
-  (:mod:`hlss_plugin.datasets.transforms.reference_pipeline`);
-* ours: ``LoadSRHPatch`` + ``SRHThirdChannel`` + ``MultiView(SRHAugment)`` +
-  ``PackInputs`` built through mmpretrain's registry.
+* reference: tifffile load + numpy third channel + ``num_views`` views of
+  the published HLSS augmentation written with torchvision ``Compose`` /
+  ``RandomApply`` (bicubic resize to 224, then its ops in order, each at
+  0.5; :mod:`hlss_plugin.datasets.transforms.reference_pipeline`);
+* ours: ``LoadSRHPatch`` + ``SRHThirdChannel`` +
+  ``MultiView(SRHAugment(recipe=...))`` + ``PackInputs`` built through
+  mmpretrain's registry; ``--recipe published`` (default) is the same
+  recipe, ``--recipe default`` the plugin's crop-first recipe.
 
 Prints a table and a final JSON line::
 
     {"views_per_s_reference": ..., "views_per_s_ours": ..., "speedup": ...,
+     "recipe": ..., "rand_prob_ours": ..., "rand_prob_reference": ...,
      "threads": 1, "patches": N}
 
 Usage (from the repository root)::
@@ -70,33 +74,34 @@ def write_patches(folder: str, n: int, size: int, seed: int):
     return paths, source
 
 
-def build_ours(num_views: int, rand_prob: float, size: int):
+def build_ours(num_views: int, rand_prob, size: int,
+               recipe: str = 'published'):
+    """Our per-sample view pipeline (``rand_prob=None``: the recipe's)."""
     from mmengine.dataset import Compose
     from mmengine.registry import init_default_scope
     import mmpretrain.datasets.transforms  # noqa: F401 (registers)
     import hlss_plugin.datasets.transforms.loading  # noqa: F401
     import hlss_plugin.datasets.transforms.srh_augment  # noqa: F401
     import hlss_plugin.datasets.transforms.srh_third_channel  # noqa: F401
-    from hlss_plugin.datasets.transforms.srh_augment import DEFAULT_OPS
     init_default_scope('mmpretrain')
-    ops = [dict(op) for op in DEFAULT_OPS]
-    for op in ops:
-        if op['type'] == 'random_resized_crop':
-            op['size'] = size
     return Compose([
         dict(type='LoadSRHPatch'),
         dict(type='SRHThirdChannel'),
         dict(type='MultiView', num_views=num_views,
-             transforms=[[dict(type='SRHAugment', ops=ops,
-                               rand_prob=rand_prob)]]),
+             transforms=[[dict(type='SRHAugment', recipe=recipe,
+                               rand_prob=rand_prob, crop_size=size)]]),
         dict(type='PackInputs', algorithm_keys=ALGORITHM_KEYS),
     ])
 
 
 def time_reference(paths, num_views, rand_prob, size) -> float:
+    """Seconds for the published torchvision recipe (``rand_prob=None``:
+    0.5, the published value)."""
     from hlss_plugin.datasets.transforms.reference_pipeline import \
         ReferenceSRHPipeline
-    pipe = ReferenceSRHPipeline(num_views, rand_prob, size)
+    pipe = ReferenceSRHPipeline(num_views,
+                                0.5 if rand_prob is None else rand_prob,
+                                size)
     start = time.perf_counter()
     for path in paths:
         views = pipe(path)
@@ -104,8 +109,10 @@ def time_reference(paths, num_views, rand_prob, size) -> float:
     return time.perf_counter() - start
 
 
-def time_ours(paths, num_views, rand_prob, size) -> float:
-    pipe = build_ours(num_views, rand_prob, size)
+def time_ours(paths, num_views, rand_prob, size,
+              recipe: str = 'published') -> float:
+    """Seconds for our pipeline (``rand_prob=None``: the recipe's)."""
+    pipe = build_ours(num_views, rand_prob, size, recipe)
     start = time.perf_counter()
     for i, path in enumerate(paths):
         out = pipe(dict(img_path=path, patient='P0', slide='P0/S0',
@@ -122,7 +129,14 @@ def main(argv=None) -> dict:
     parser.add_argument('--repeats', type=int, default=None,
                         help='timed passes, best kept (default 3; 2 --quick)')
     parser.add_argument('--views', type=int, default=2)
-    parser.add_argument('--rand-prob', type=float, default=0.3)
+    parser.add_argument('--recipe', default='published',
+                        choices=('published', 'default'),
+                        help='SRHAugment recipe of ours (default published, '
+                        'the recipe of the reference)')
+    parser.add_argument('--rand-prob', type=float, default=None,
+                        help='probability of each random op in both '
+                        'pipelines (default: the recipe\'s, 0.5 published, '
+                        '0.3 default; the reference uses 0.5)')
     parser.add_argument('--patch-size', type=int, default=300)
     parser.add_argument('--size', type=int, default=224)
     parser.add_argument('--seed', type=int, default=0)
@@ -138,24 +152,33 @@ def main(argv=None) -> dict:
         paths, source = write_patches(folder, n, args.patch_size, args.seed)
         # warm-up: imports, registry, first-call allocations
         time_reference(paths[:4], args.views, args.rand_prob, args.size)
-        time_ours(paths[:4], args.views, args.rand_prob, args.size)
+        time_ours(paths[:4], args.views, args.rand_prob, args.size,
+                  args.recipe)
         ref_t, our_t = [], []
         for _ in range(repeats):  # interleaved to share machine noise
             ref_t.append(time_reference(paths, args.views, args.rand_prob,
                                         args.size))
             our_t.append(time_ours(paths, args.views, args.rand_prob,
-                                   args.size))
+                                   args.size, args.recipe))
+    from hlss_plugin.datasets.transforms.srh_augment import RECIPES
+    p_ours = (RECIPES[args.recipe]['rand_prob'] if args.rand_prob is None
+              else args.rand_prob)
+    p_ref = 0.5 if args.rand_prob is None else args.rand_prob
     views = n * args.views
     ref_vps, our_vps = views / min(ref_t), views / min(our_t)
     result = dict(views_per_s_reference=round(ref_vps, 1),
                   views_per_s_ours=round(our_vps, 1),
-                  speedup=round(our_vps / ref_vps, 2), threads=1, patches=n)
+                  speedup=round(our_vps / ref_vps, 2), recipe=args.recipe,
+                  rand_prob_ours=p_ours, rand_prob_reference=p_ref,
+                  threads=1, patches=n)
     print(f'{"pipeline":<12}{"best s":>9}{"views/s":>10}  '
           f'({n} patches x {args.views} views, {repeats} repeats, '
           f'{args.patch_size}px -> {args.size}px, 1 thread)')
     print(f'patches from: {source}')
-    print(f'{"reference":<12}{min(ref_t):>9.3f}{ref_vps:>10.1f}')
-    print(f'{"ours":<12}{min(our_t):>9.3f}{our_vps:>10.1f}')
+    print(f'{"reference":<12}{min(ref_t):>9.3f}{ref_vps:>10.1f}  '
+          f'published recipe, torchvision, p={p_ref:g}')
+    print(f'{"ours":<12}{min(our_t):>9.3f}{our_vps:>10.1f}  '
+          f'SRHAugment(recipe={args.recipe!r}), p={p_ours:g}')
     print(json.dumps(result))
     return result
 

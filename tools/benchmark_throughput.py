@@ -266,13 +266,13 @@ def bench_cpu_pipelines(args, folder, views, crop) -> dict:
     paths, source = bd.write_patches(folder, args.patches, 300, args.seed)
     keys = bd.ALGORITHM_KEYS
     with threads(1):
-        bd.time_reference(paths[:2], views, 0.3, crop)  # warm-up
-        bd.time_ours(paths[:2], views, 0.3, crop)
+        bd.time_reference(paths[:2], views, None, crop)  # warm-up
+        bd.time_ours(paths[:2], views, None, crop)
         time_decode_only(paths[:2], keys)
         ref_t, per_t, our_t = [], [], []
         for _ in range(args.repeats):  # interleaved: share machine noise
-            ref_t.append(bd.time_reference(paths, views, 0.3, crop))
-            per_t.append(bd.time_ours(paths, views, 0.3, crop))
+            ref_t.append(bd.time_reference(paths, views, None, crop))
+            per_t.append(bd.time_ours(paths, views, None, crop))
             our_t.append(time_decode_only(paths, keys))
     n_views = len(paths) * views
     ref, per, ours = (n_views / min(t) for t in (ref_t, per_t, our_t))

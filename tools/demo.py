@@ -2,14 +2,16 @@
 
 Runs offline on the embedded defaults (2 CPU cores, a few minutes):
 
-1. writes a synthetic OpenSRH-layout dataset (7 classes × 6 patients ×
-   2 slides × 12 patches) unless it already exists,
+1. writes a synthetic OpenSRH-layout dataset (7 classes × 8 patients ×
+   2 slides × 12 patches of 128 px: the data of ``tools/benchmark.py
+   --preset cpu``) unless it already exists,
 2. builds the training dataloader of ``configs/mmpretrain/hlss_srh_tiny.py``
    exactly as an mmengine Runner does (``HierarchicalSampler`` + SRH
    pipeline), draws one batch and draws it to ``WORK_DIR/batch.png``,
 3. trains HLSS with that config (ResNet-18, the embedded MiniLM text tower,
-   patch/slide/patient heads) with mmengine's Runner, saving checkpoints in
-   ``WORK_DIR/train``,
+   patch/slide/patient heads) with mmengine's Runner at the CPU preset's
+   setting (64 px views, 40 epochs, kNN k = 20, seed 0), saving checkpoints
+   in ``WORK_DIR/train``,
 4. evaluates with the hierarchical kNN metric (train split = bank, val split
    = queries) beside the same metric for the untrained backbone, and
    explains val patches, slides and patients by their top attributes,
@@ -37,13 +39,21 @@ def parse_args(argv=None):
     parser.add_argument('--data-root', default=None,
                         help='synthetic data folder (default: '
                         'WORK_DIR/synthetic_srh); generated if missing')
-    parser.add_argument('--patients-per-class', type=int, default=6)
+    parser.add_argument('--patients-per-class', type=int, default=8)
     parser.add_argument('--slides', type=int, default=2)
     parser.add_argument('--patches', type=int, default=12)
+    parser.add_argument('--size', type=int, default=128,
+                        help='patch size of the generated data (px)')
+    parser.add_argument('--crop-size', type=int, default=64,
+                        help='training view and kNN centre crop size (px)')
+    parser.add_argument('--k', type=int, default=20,
+                        help='kNN neighbours (default 20: the bank holds '
+                        '840 patches)')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--num-workers', type=int, default=2)
-    parser.add_argument('--max-epochs', type=int, default=None,
-                        help='override the config\'s training length')
+    parser.add_argument('--num-workers', type=int, default=1)
+    parser.add_argument('--max-epochs', type=int, default=40,
+                        help='training length in epochs (default 40: the '
+                        'CPU preset\'s budget)')
     parser.add_argument('--skip-train', action='store_true',
                         help='only generate data and show a batch')
     return parser.parse_args(argv)
@@ -57,19 +67,25 @@ def ensure_data(args, data_root):
     start = time.perf_counter()
     make_synthetic_srh(data_root, patients_per_class=args.patients_per_class,
                        slides=args.slides, patches=args.patches,
-                       seed=args.seed)
+                       size=args.size, seed=args.seed)
     return 'generated', time.perf_counter() - start
 
 
-def load_config(data_root, num_workers):
-    """The demo config, pointed at ``data_root``."""
+def load_config(data_root, args):
+    """The demo config, pointed at ``data_root``, at the demo's crop size,
+    kNN ``k``, seed and workers."""
     from mmengine.config import Config
 
+    from hlss_plugin.utils.benchmark_overrides import set_crop_size
     from hlss_plugin.utils.config import set_data_root
     cfg = Config.fromfile(CONFIG)
     set_data_root(cfg, data_root)
-    cfg.train_dataloader.num_workers = num_workers
-    cfg.train_dataloader.persistent_workers = num_workers > 0
+    set_crop_size(cfg, args.crop_size)
+    cfg.val_evaluator.k = cfg.test_evaluator.k = args.k
+    cfg.randomness = dict(seed=args.seed, deterministic=False)
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].num_workers = args.num_workers
+        cfg[loader].persistent_workers = args.num_workers > 0
     return cfg
 
 
@@ -81,15 +97,16 @@ def build_loader(cfg, seed):
     return Runner.build_dataloader(cfg.train_dataloader, seed=seed)
 
 
-def train(cfg, work_dir, max_epochs):
-    """Train with mmengine's Runner; returns (runner, seconds)."""
+def train(cfg, work_dir, max_epochs, iters_per_epoch):
+    """Train with mmengine's Runner, the config's warm-up + cosine rescaled
+    to ``max_epochs`` (as ``tools/benchmark.py`` does); returns (runner,
+    seconds)."""
     from mmengine.runner import Runner
+
+    from hlss_plugin.utils.benchmark_overrides import rescale_schedule
     cfg.work_dir = work_dir
     if max_epochs is not None:
-        cfg.train_cfg.max_epochs = max_epochs
-        for sched in cfg.param_scheduler:
-            sched.end = min(sched.end, max_epochs)
-            sched.begin = min(sched.begin, max_epochs - 1)
+        rescale_schedule(cfg, max_epochs, iters_per_epoch)
     # the demo evaluates explicitly afterwards, beside the untrained model
     cfg.train_cfg.val_interval = cfg.train_cfg.max_epochs + 1
     runner = Runner.from_cfg(cfg)
@@ -178,11 +195,12 @@ def save_grid(batch, path, classes):
     plt.close(fig)
 
 
-def train_section(cfg, args):
+def train_section(cfg, args, iters_per_epoch):
     """Train and describe the run in markdown lines."""
     import glob
     work_dir = osp.join(args.work_dir, 'train')
-    runner, seconds = train(cfg, work_dir, args.max_epochs)
+    runner, seconds = train(cfg, work_dir, args.max_epochs,
+                            iters_per_epoch)
     ckpts = sorted(glob.glob(osp.join(work_dir, 'epoch_*.pth')),
                    key=lambda p: int(p.rsplit('_', 1)[1][:-4]))
     scalars = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
@@ -258,7 +276,7 @@ def main(argv=None):
     print(f'[demo] synthetic OpenSRH data {how} at {data_root}'
           + (f' in {gen_s:.1f} s' if gen_s else ''))
 
-    cfg = load_config(data_root, args.num_workers)
+    cfg = load_config(data_root, args)
     loader = build_loader(cfg, args.seed)
     dataset = loader.dataset
     # kNN needs k <= bank size (the train split); small demo sets clip it
@@ -284,7 +302,7 @@ def main(argv=None):
     save_grid(batch, grid, dataset.metainfo['classes'])
     lines += ['', f'![batch]({osp.basename(grid)})', '']
     if not args.skip_train:
-        lines += train_section(cfg, args)
+        lines += train_section(cfg, args, len(loader))
     report = osp.join(args.work_dir, 'report.md')
     with open(report, 'w') as f:
         f.write('\n'.join(lines) + '\n')

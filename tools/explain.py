@@ -5,13 +5,19 @@ Run from the repository root::
 
     python tools/explain.py CONFIG CHECKPOINT [--data-root DIR] [--split val]
         [--top-k 5] [--out DIR] [--max-patches N] [--batch-size 32]
-        [--view-size PX]
+        [--view-size PX] [--ranking {relative,raw}] [--reference-split train]
+        [--max-reference-patches 1024]
 
 For every patch, slide and patient of the split: the top-k named attributes
-of the level's text-aligned head (slide / patient: mean over their patches).
-On synthetic data (``meta/synthetic_attributes.json`` in the data root) it
-also reports precision@k against the generator's ground truth, for the
-checkpoint and for an untrained model of the same config. Writes
+of the level's text-aligned head (slide / patient: mean over their patches),
+ranked by default relative to a reference bank (each attribute's similarity
+as a z-score over the ``--reference-split`` patches, so the offset every
+image shares does not give all items the same attributes; ``--ranking raw``
+ranks raw similarities). Per level it reports how many items get a distinct
+top-k set (distinct sets / items, and whether that is at least half) and,
+on synthetic data (``meta/synthetic_attributes.json`` in the data root),
+precision@k against the generator's ground truth for the checkpoint, for an
+untrained model of the same config and for chance. Writes
 ``OUT/explain.md`` and ``OUT/explain.json`` (OUT defaults to
 ``<checkpoint folder>/explain``) and prints a summary. Works for configs
 that augment per sample (``hlss_srh_tiny.py``, ``hlss_srh.py``) and for
@@ -54,6 +60,18 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--view-size', type=int, metavar='PX',
                         help='center-crop size (default: the config\'s '
                         'training view size)')
+    parser.add_argument('--ranking', choices=('relative', 'raw'),
+                        default='relative',
+                        help='relative: rank attributes by their z-score '
+                        'over the reference split\'s patches; raw: by raw '
+                        'similarity (default: relative)')
+    parser.add_argument('--reference-split', default='train', metavar='SPLIT',
+                        help='split of the relative ranking\'s reference '
+                        'bank (default: train)')
+    parser.add_argument('--max-reference-patches', type=int, default=1024,
+                        metavar='N',
+                        help='reference patches, evenly spaced over the '
+                        'reference split (default: 1024)')
     return parser.parse_args(argv)
 
 
@@ -67,7 +85,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
                          data_root=args.data_root, split=args.split,
                          top_k=args.top_k, max_patches=args.max_patches,
                          batch_size=args.batch_size,
-                         view_size=args.view_size)
+                         view_size=args.view_size, ranking=args.ranking,
+                         reference_split=args.reference_split,
+                         max_reference_patches=args.max_reference_patches)
     except ExplainError as err:
         sys.exit(f'tools/explain.py: error: {err}')
     out = args.out or osp.join(osp.dirname(osp.abspath(args.checkpoint)),

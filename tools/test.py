@@ -54,7 +54,9 @@ import torch  # noqa: E402
 import torch.distributed as torch_dist  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 
-from hlss_plugin.utils.checkpoint import read_state_dict  # noqa: E402
+from hlss_plugin.engine.hooks import PreflightError  # noqa: E402
+from hlss_plugin.utils.checkpoint import (read_state_dict,  # noqa: E402
+                                          state_dict_mismatch)
 
 
 def _load_train_tool():
@@ -151,11 +153,6 @@ def _state_dict(path: str) -> Dict[str, torch.Tensor]:
     return {re.sub(r'^module\.', '', k): v for k, v in state.items()}
 
 
-def _listing(keys: List[str], limit: int = 10) -> str:
-    more = f' ... ({len(keys)} in all)' if len(keys) > limit else ''
-    return ', '.join(keys[:limit]) + more
-
-
 def check_checkpoint(model: torch.nn.Module, path: str) -> None:
     """Check that ``path`` matches ``model`` exactly (strict loading).
 
@@ -167,28 +164,11 @@ def check_checkpoint(model: torch.nn.Module, path: str) -> None:
         ToolError: Listing the missing, unexpected and differently shaped
             keys, with the likely cause.
     """
-    state = _state_dict(path)
-    expected = model.state_dict()
-    # modules' ``_extra_state`` (e.g. the augmentation step of
-    # SRHBatchAugmentPreprocessor) is optional: older checkpoints lack it
-    missing = sorted(k for k in set(expected) - set(state)
-                     if not k.endswith('_extra_state'))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = sorted(f'{k} (checkpoint {tuple(state[k].shape)}, model '
-                    f'{tuple(expected[k].shape)})'
-                    for k in set(state) & set(expected)
-                    if state[k].shape != expected[k].shape)
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f'missing keys: {_listing(missing)}')
-        if unexpected:
-            parts.append(f'unexpected keys: {_listing(unexpected)}')
-        if shapes:
-            parts.append(f'shape mismatch: {_listing(shapes)}')
+    mismatch = state_dict_mismatch(model.state_dict(), _state_dict(path))
+    if mismatch:
         raise ToolError(
             f'checkpoint {path} does not match the model of the config '
-            f'({"; ".join(parts)}). Pass the config the checkpoint was '
+            f'({mismatch}). Pass the config the checkpoint was '
             f'trained with (backbone depth, in_channels and heads must '
             f'agree).')
 
@@ -358,6 +338,7 @@ def main(argv: Optional[List[str]] = None) -> Optional[Dict[str, dict]]:
                  runner.model)
         check_checkpoint(model, args.checkpoint)
         metric = find_metric(runner.test_loop.evaluator)
+        metric.evaluator_key = 'test_evaluator'  # named in its messages
         runner.test()
         from mmengine.dist import is_main_process
         if not is_main_process():
@@ -384,7 +365,7 @@ def main(argv: Optional[List[str]] = None) -> Optional[Dict[str, dict]]:
                 f'{k} {v:6.2f}' for k, v in values.items()))
         print('tools/test.py: wrote ' + ', '.join(written))
         return nested
-    except ToolError as err:
+    except (ToolError, PreflightError) as err:
         sys.exit(f'tools/test.py: error: {err}')
     finally:
         if owns_group and torch_dist.is_initialized():

@@ -18,6 +18,16 @@ The options work as in MMPretrain's ``tools/train.py``. Additions:
   refused there with an error naming the config key.
 * ``--amp`` on a machine without CUDA stops at once with a clear message
   (mmengine 0.10.7's ``AmpOptimWrapper`` only runs on accelerators).
+* ``--resume`` checks the checkpoint before resuming (always read with
+  ``torch.load(weights_only=True)``): a file that is not a training
+  checkpoint, or one saved by another model or optimizer, stops the run with
+  one line naming the file and the fix (see
+  :func:`hlss_plugin.utils.resume.guard_resume`).
+* Before the first iteration, ``PreflightHook`` (``default_hooks.preflight``)
+  checks what validation will need (see its doc); a problem stops the run
+  with one error, before any epoch is spent.
+* At the end, the number of bad patches skipped under
+  ``on_bad_patch='skip'`` (all dataloader workers and ranks) is printed.
 
 The dedicated options are applied after ``--cfg-options``, so e.g.
 ``--data-root`` also reaches datasets that ``--cfg-options`` added.
@@ -38,7 +48,9 @@ import torch  # noqa: E402
 import torch.distributed as torch_dist  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 
+from hlss_plugin.engine.hooks import PreflightError  # noqa: E402
 from hlss_plugin.utils.config import set_data_root, walk_config  # noqa: E402
+from hlss_plugin.utils.resume import ResumeError, guard_resume  # noqa: E402
 
 DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 DEVICE_AWARE_DDP = 'DeviceAwareDistributedDataParallel'
@@ -291,6 +303,30 @@ def build_runner(cfg: Config):
     return RUNNERS.build(cfg)
 
 
+def report_skipped_patches(runner) -> int:
+    """Print how many bad patches training skipped (summed over ranks).
+
+    Returns:
+        int: The total (0 when nothing was skipped or the train dataset is
+        not hierarchical).
+    """
+    from mmengine.dist import all_reduce, get_world_size, is_main_process
+
+    from hlss_plugin.datasets.base_hierarchical_dataset import total_skipped
+    loop = getattr(runner, '_train_loop', None)
+    loader = getattr(loop, 'dataloader', None)  # built once training ran
+    count = torch.tensor(
+        total_skipped(getattr(loader, 'dataset', None)), dtype=torch.int64)
+    if get_world_size() > 1:
+        all_reduce(count, op='sum')
+    total = int(count)
+    if total and is_main_process():
+        print(f'tools/train.py: {total} bad patch(es) were skipped during '
+              f'training (on_bad_patch="skip"); each one\'s path is in the '
+              f'warnings of the log. Fix or remove those files.')
+    return total
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """Parse ``argv``, build the runner and train."""
     args = parse_args(argv)
@@ -304,8 +340,10 @@ def main(argv: Optional[List[str]] = None) -> None:
         # SyncBN that a module builds by default (not named in the config)
         # is refused by DeviceAwareDistributedDataParallel.
         runner = build_runner(cfg)
+        guard_resume(runner)
         runner.train()
-    except TrainToolError as err:
+        report_skipped_patches(runner)
+    except (TrainToolError, ResumeError, PreflightError) as err:
         sys.exit(f'tools/train.py: error: {err}')
     finally:
         if owns_group and torch_dist.is_initialized():

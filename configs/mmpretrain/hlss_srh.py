@@ -1,5 +1,6 @@
 # HLSS on OpenSRH, paper setting: 32 patients x 2 slides x 2 patches x 2 views
-# per GPU, AdamW lr 1e-3, cosine with 10 % warm-up, 128-d output per level;
+# per step over all GPUs (32 / N patients on each of N GPUs), AdamW lr 1e-3,
+# cosine with 10 % warm-up, 128-d output per level;
 # kNN evaluation (train split = bank, val split = queries) every 50 epochs.
 #   tools/dist_train.sh configs/mmpretrain/hlss_srh.py 8 --data-root /data/opensrh
 _base_ = [

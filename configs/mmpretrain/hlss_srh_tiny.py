@@ -3,13 +3,7 @@
 # evaluation once, after the last epoch.
 _base_ = ['hlss_srh.py']
 patients_per_batch = 4
-model = dict(
-    backbone=dict(depth=18),
-    in_channels=512,
-    heads=dict(
-        patch=dict(num_outputs=None, bridge_hidden=512),
-        slide=dict(num_outputs=None, bridge_hidden=512),
-        patient=dict(num_outputs=None, bridge_hidden=512)))
+model = dict(backbone=dict(depth=18), in_channels=512)
 view_pipeline = [dict(type='SRHAugment', rand_prob=0.3, crop_size=96)]
 train_dataloader = dict(
     batch_size=patients_per_batch * 2 * 2,

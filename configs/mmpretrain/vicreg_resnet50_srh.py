@@ -7,7 +7,7 @@
 # Expander: Linear-BN-ReLU-Linear-BN-ReLU-Linear (NonLinearNeck, plain BN1d)
 # at 2048-2048-2048 instead of the paper's 8192-8192-8192: 12.6M instead of
 # 151M parameters and 2048^2 instead of 8192^2 covariance entries per view,
-# while a batch holds only 128 patches per GPU (1024 on 8 GPUs), far fewer
+# while a step holds only 128 patches (over all GPUs), far fewer
 # than 8192 dimensions to decorrelate. The paper reports higher accuracy
 # with wider expanders, so this is a cost trade-off, not the best setting.
 # Data, schedule and runtime as hlss_srh.py; the optimizer is our AdamW

@@ -1,9 +1,11 @@
 """Shared machinery of the patient → slide → patch datasets."""
 import copy
 import logging
+from collections import Counter
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
+import torch
 from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 
@@ -11,6 +13,9 @@ from ..errors import BadPatchError
 from .hierarchy import Hierarchy
 
 ON_BAD_PATCH = ('raise', 'skip')
+#: Skip counters shared with dataloader workers: slot 0 for the main
+#: process, slot 1 + worker id for workers (ids past the end share the last).
+_SKIP_SLOTS = 64
 
 
 class BaseHierarchicalDataset(BaseDataset):
@@ -29,6 +34,12 @@ class BaseHierarchicalDataset(BaseDataset):
     builds a :class:`Hierarchy` for the samplers, and applies the
     ``on_bad_patch`` policy when a loading transform raises
     :class:`~hlss_plugin.errors.BadPatchError`.
+
+    Bad metadata is an error, never silently dropped or repeated: a slide
+    without patches, a patient with two class labels, or a patient named
+    twice in a split list raises ``ValueError`` naming it (subclasses add
+    checks that name the file: duplicated patches, patients in two splits,
+    missing classes).
 
     Args:
         data_root (str): Dataset root; every patch path must stay inside it.
@@ -70,6 +81,10 @@ class BaseHierarchicalDataset(BaseDataset):
         self.on_bad_patch = on_bad_patch
         self.max_bad_patch_retries = int(max_bad_patch_retries)
         self.num_skipped = 0
+        # Shared memory, so counts made in dataloader workers reach the
+        # main process (see :attr:`total_skipped`).
+        self._skip_slots = torch.zeros(_SKIP_SLOTS + 1,
+                                       dtype=torch.int64).share_memory_()
         self._hierarchy: Optional[Hierarchy] = None
         self._rng = np.random.default_rng()
         super().__init__(data_root=data_root, metainfo=metainfo, **kwargs)
@@ -92,8 +107,16 @@ class BaseHierarchicalDataset(BaseDataset):
         class_to_idx = {c: i for i, c in enumerate(classes)}
         patients: Dict[str, int] = {}
         slides: Dict[str, int] = {}
+        patient_label: Dict[str, str] = {}
         for item in items:
             label = item.pop('label')
+            first = patient_label.setdefault(item['patient'], label)
+            if first != label:
+                raise ValueError(
+                    f'{self.__class__.__name__}: patient {item["patient"]!r} '
+                    f'has two class labels, {first!r} and {label!r} (e.g. '
+                    f'{item["img_path"]}); a patient has one class. Fix the '
+                    f'labels in the metadata.')
             if label not in class_to_idx:
                 raise ValueError(
                     f'{self.__class__.__name__}: patient {item["patient"]!r} '
@@ -145,6 +168,12 @@ class BaseHierarchicalDataset(BaseDataset):
         else:
             chosen = list(self.split)
             source = 'the split list'
+            repeated = sorted(p for p, n in Counter(chosen).items() if n > 1)
+            if repeated:
+                raise ValueError(
+                    f'the split list names patient(s) {repeated[:5]} more '
+                    f'than once; each patient may appear once (a repeat '
+                    f'would double its patches). Remove the repeats.')
         missing = [p for p in chosen if p not in known]
         if missing:
             raise ValueError(
@@ -153,11 +182,13 @@ class BaseHierarchicalDataset(BaseDataset):
                 f'them from the split or add them to the metadata.')
         return chosen
 
-    def _warn_empty_slide(self, where: str, key: str) -> None:
-        print_log(f'{self.__class__.__name__}: {where} has no "{key}"; the '
-                  f'slide is left out. Add its patches to the metadata or '
-                  f'remove the slide to silence this.', logger='current',
-                  level=logging.WARNING)
+    def _refuse_empty_slide(self, where: str, key: str) -> None:
+        """Raise for a slide without patches (it is never left out
+        silently)."""
+        raise ValueError(
+            f'{self.__class__.__name__}: {where} has no patches (no '
+            f'"{key}"). Add the slide\'s patches to the metadata or remove '
+            f'the slide.')
 
     # -------------------------------------------------------------- index
     def full_init(self):
@@ -240,9 +271,44 @@ class BaseHierarchicalDataset(BaseDataset):
         hierarchy = self.get_hierarchy()
         return hierarchy.patches_of(int(hierarchy.item_slide[idx]))
 
+    @property
+    def total_skipped(self) -> int:
+        """int: Bad patches skipped by this dataset in this process *and* in
+        its dataloader workers (:attr:`num_skipped` counts only the calling
+        process)."""
+        return int(self._skip_slots.sum())
+
     def _note_skip(self, err: BadPatchError) -> None:
         self.num_skipped += 1
+        info = torch.utils.data.get_worker_info()
+        slot = 0 if info is None else min(1 + info.id, _SKIP_SLOTS)
+        self._skip_slots[slot] += 1
         msg = (f'{self.__class__.__name__}: skipped bad patch {err.path} '
                f'({err.reason}); {self.num_skipped} skipped so far in this '
                f'process.')
         print_log(msg, logger='current', level=logging.WARNING)
+
+
+def total_skipped(dataset) -> int:
+    """Bad patches skipped so far by every hierarchical dataset in
+    ``dataset`` (wrappers such as ``ConcatDataset`` are searched).
+
+    Counts made in dataloader workers are included (they share memory with
+    the main process). Under DDP this is the count of the calling rank.
+
+    Args:
+        dataset: A dataset or dataset wrapper.
+
+    Returns:
+        int: The number of skipped patches (0 for other datasets).
+
+    Example:
+        >>> total_skipped(object())
+        0
+    """
+    if isinstance(dataset, BaseHierarchicalDataset):
+        return dataset.total_skipped
+    inner = list(getattr(dataset, 'datasets', None) or [])
+    if getattr(dataset, 'dataset', None) is not None:
+        inner.append(dataset.dataset)
+    return sum(total_skipped(d) for d in inner)

@@ -1,11 +1,18 @@
 """Bank + query patches in one dataset, for kNN evaluation in one loop."""
 import copy
-from typing import Dict, List, Sequence
+import logging
+import os.path as osp
+from typing import Dict, List, Sequence, Tuple
 
 from mmengine.dataset import BaseDataset
+from mmengine.logging import print_log
 from mmpretrain.registry import DATASETS
 
+from ..errors import BadPatchError
+
 ROLES = ('bank', 'query')
+#: Attributes that say which files a hierarchical dataset reads.
+_SOURCE_ATTRS = ('meta_file', 'split_file', 'manifest')
 #: Item fields the kNN metric needs from each sub-dataset.
 REQUIRED_ITEM_KEYS = ('gt_label', 'patient_idx', 'slide_idx')
 
@@ -30,12 +37,31 @@ class HierarchicalKNNDataset(BaseDataset):
     their patients from 0). The sub-datasets' own pipelines are ignored; this
     dataset's ``pipeline`` runs on every item (pack ``knn_role``, ``knn_id``,
     ``patient_idx``, ``slide_idx`` with ``PackInputs(algorithm_keys=...)``).
-    A missing or corrupt patch raises (evaluation never substitutes another
-    patch).
+
+    Bad patches: each role follows the ``on_bad_patch`` of its own config
+    (``bank=dict(..., on_bad_patch='skip')``; default ``'raise'``), so a
+    split is read with one policy wherever it is read: give the bank the
+    policy of the training dataset that reads the same split
+    (``_base_/datasets/opensrh_knn_eval.py`` does: ``'skip'`` for the train
+    split; ``PreflightHook`` refuses a mismatch before training).
+
+    - ``'raise'``: a missing or corrupt patch stops the evaluation with a
+      :class:`~hlss_plugin.errors.BadPatchError` naming the file, the role
+      and the key to change.
+    - ``'skip'``: the patch is **left out** of the evaluation (logged with
+      its path, counted in :attr:`num_skipped`). Its item is served as a
+      copy of a neighbouring item that loads, *with that item's*
+      ``knn_id``; ``HierarchicalKNNMetric`` counts every ``knn_id`` once, so
+      the copy adds nothing and the bad patch simply has no vote (bank) or
+      prediction (query). Evaluation never lets another patch stand in for
+      it. At most ``max_bad_patch_retries`` neighbours are tried.
 
     ``metainfo`` is the bank's; both splits must have the same classes in the
-    same order. :attr:`split_names` maps each role to the sub-dataset's
-    split (e.g. ``{'bank': 'train', 'query': 'val'}``).
+    same order, and no patient (by id) may be in both: a query would be
+    matched against patches of its own patient, so the sets are checked and
+    an overlap raises ``ValueError`` naming the patients and split files.
+    :attr:`split_names` maps each role to the sub-dataset's split (e.g.
+    ``{'bank': 'train', 'query': 'val'}``).
 
     Args:
         bank (dict): Config of the bank dataset (any hierarchical dataset,
@@ -72,6 +98,14 @@ class HierarchicalKNNDataset(BaseDataset):
         self.query_cfg = copy.deepcopy(dict(query))
         self.split_names: Dict[str, str] = {}
         self.num_items: Dict[str, int] = {}
+        #: ``on_bad_patch`` of each role's dataset (``'raise'`` / ``'skip'``).
+        self.on_bad_patch: Dict[str, str] = {}
+        self.max_bad_patch_retries: Dict[str, int] = {}
+        #: Which split of which files each role reads (see
+        #: :func:`split_source`).
+        self.split_sources: Dict[str, tuple] = {}
+        #: Bad patches left out in this process (``'skip'``).
+        self.num_skipped = 0
         super().__init__(pipeline=list(pipeline), test_mode=test_mode,
                          **kwargs)
 
@@ -116,6 +150,7 @@ class HierarchicalKNNDataset(BaseDataset):
                 f'different classes: bank {list(bank_classes)}, query '
                 f'{list(query_classes)}. Give both the same '
                 f'metainfo=dict(classes=[...]).')
+        self._check_disjoint(bank, query)
         self._metainfo.update(copy.deepcopy(bank.metainfo))
         items: List[dict] = []
         offsets = dict(patient_idx=0, slide_idx=0)
@@ -123,6 +158,11 @@ class HierarchicalKNNDataset(BaseDataset):
             split = getattr(dataset, 'split', None)
             self.split_names[role] = split if isinstance(split, str) else role
             self.num_items[role] = len(dataset.data_list)
+            self.on_bad_patch[role] = getattr(dataset, 'on_bad_patch',
+                                              'raise')
+            self.max_bad_patch_retries[role] = int(getattr(
+                dataset, 'max_bad_patch_retries', 10))
+            self.split_sources[role] = split_source(dataset)
             top = dict(offsets)
             for raw in dataset.data_list:
                 item = dict(raw)
@@ -134,3 +174,124 @@ class HierarchicalKNNDataset(BaseDataset):
                 items.append(item)
             offsets = top
         return items
+
+    @property
+    def role_counts(self) -> Dict[str, int]:
+        """dict[str, int]: Items per role in this dataset, after any
+        ``indices`` subset (e.g. ``{'bank': 56, 'query': 28}``)."""
+        if not self._fully_initialized:
+            self.full_init()
+        num_bank = self.num_items['bank']
+        total = num_bank + self.num_items['query']
+        indices = self._indices
+        if indices is None:
+            positions = range(total)
+        elif isinstance(indices, int):
+            positions = (range(indices) if indices >= 0 else
+                         range(total + indices, total))
+        else:
+            positions = [i % total for i in indices]
+        bank = sum(1 for i in positions if i < num_bank)
+        return dict(bank=bank, query=len(positions) - bank)
+
+    def prepare_data(self, idx: int):
+        """Run the pipeline on item ``idx`` with its role's bad-patch policy
+        (see the class doc)."""
+        info = self.get_data_info(idx)
+        try:
+            return self.pipeline(copy.deepcopy(info))
+        except BadPatchError as err:
+            role = info['knn_role']
+            if self.on_bad_patch.get(role, 'raise') == 'raise':
+                raise BadPatchError(
+                    err.path, f'{err.reason} (kNN {role} patch, split '
+                    f'{self.split_names.get(role)!r}, slide '
+                    f'{info.get("slide")!r}; to leave bad patches out of '
+                    f'the evaluation, set val_dataloader.dataset.{role}.'
+                    f'on_bad_patch / test_dataloader.dataset.{role}.'
+                    f'on_bad_patch to "skip" -- the policy of the training '
+                    f'dataset where it reads the same split)') from err
+            bad = err
+        self.num_skipped += 1
+        print_log(
+            f'{self.__class__.__name__}: left out bad {role} patch '
+            f'{bad.path} ({bad.reason}); {self.num_skipped} left out so far '
+            f'in this process.', logger='current', level=logging.WARNING)
+        tries = 0
+        for other in _neighbours(idx, len(self)):
+            if tries >= self.max_bad_patch_retries.get(role, 10):
+                break
+            tries += 1
+            try:
+                # a copy of another item, with its own knn_id: the metric
+                # counts that id once, so this adds nothing
+                return self.pipeline(copy.deepcopy(self.get_data_info(other)))
+            except BadPatchError:
+                continue
+        raise BadPatchError(
+            bad.path, f'{bad.reason}; on_bad_patch="skip" left it out, but '
+            f'none of the {tries} neighbouring items of the kNN dataset '
+            f'loaded either to fill its place in the batch. Fix or remove '
+            f'the bad files, or raise max_bad_patch_retries.')
+
+    def _check_disjoint(self, bank, query) -> None:
+        """Refuse patients that are in both the bank and the query."""
+        in_bank = {d['patient'] for d in bank.data_list}
+        both = sorted({d['patient'] for d in query.data_list} & in_bank)
+        if not both:
+            return
+        more = f' (and {len(both) - 5} more)' if len(both) > 5 else ''
+        raise ValueError(
+            f'HierarchicalKNNDataset: patient(s) {both[:5]}{more} are in both '
+            f'the bank ({_describe(self.bank_cfg, bank)}) and the query '
+            f'({_describe(self.query_cfg, query)}), so each of their query '
+            f'patches would be matched against its own patient. Give bank '
+            f'and query disjoint splits (e.g. split="train" and split="val") '
+            f'and make sure the split file lists every patient in one split '
+            f'only.')
+
+
+def split_source(dataset) -> Tuple:
+    """What a hierarchical dataset reads, to tell whether two datasets read
+    the same split of the same files.
+
+    Args:
+        dataset: A hierarchical dataset (``OpenSRHDataset``,
+            ``TCGADataset``, ``HierarchicalManifestDataset``, ...).
+
+    Returns:
+        tuple: ``(class name, real data_root, split, ((attr, value), ...))``
+        with ``split`` as a string, a tuple of patient ids or None, and the
+        metadata file attributes that the dataset has.
+
+    Example:
+        >>> split_source(OpenSRHDataset('data/srh', split='train'))[2]
+        'train'
+    """
+    root = getattr(dataset, 'data_root', '') or ''
+    split = getattr(dataset, 'split', None)
+    if split is not None and not isinstance(split, str):
+        split = tuple(str(p) for p in split)
+    files = tuple((attr, str(getattr(dataset, attr)))
+                  for attr in _SOURCE_ATTRS if hasattr(dataset, attr))
+    return (type(dataset).__name__, osp.realpath(root) if root else '',
+            split, files)
+
+
+def _neighbours(idx: int, length: int):
+    """``idx + 1, idx - 1, idx + 2, idx - 2, ...`` inside ``[0, length)``."""
+    for step in range(1, length):
+        for other in (idx + step, idx - step):
+            if 0 <= other < length:
+                yield other
+
+
+def _describe(cfg: dict, dataset) -> str:
+    """``OpenSRHDataset split='val' of /data/meta/train_val_split.json``."""
+    text = f'{cfg.get("type")} split={getattr(dataset, "split", None)!r}'
+    source = getattr(dataset, 'manifest', None)
+    if source is None and isinstance(getattr(dataset, 'split', None), str):
+        split_file = getattr(dataset, 'split_file', None)
+        if split_file:
+            source = osp.join(dataset.data_root, split_file)
+    return f'{text} of {source}' if source else text

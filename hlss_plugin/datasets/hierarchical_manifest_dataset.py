@@ -1,12 +1,13 @@
 """Any patch cohort described by a CSV manifest."""
 import csv
 import os.path as osp
-from typing import List, Sequence, Union
+from typing import Dict, List, Sequence, Union
 
 from mmpretrain.registry import DATASETS
 
 from ..utils import resolve_under_root
 from .base_hierarchical_dataset import BaseHierarchicalDataset
+from .meta_io import split_overlap_message
 
 REQUIRED_COLUMNS = ('path', 'patient', 'slide', 'label')
 
@@ -19,6 +20,14 @@ class HierarchicalManifestDataset(BaseHierarchicalDataset):
     dataset class; load patches with ``LoadPatchImage``. ``path`` is relative
     to ``data_root`` (which defaults to the manifest's folder), ``label`` is a
     class name, and the optional ``split`` column names each row's split.
+    The CSV is read as UTF-8 with or without a byte-order mark (as Excel
+    saves it).
+
+    The whole file is checked when the dataset is built; each problem raises
+    ``ValueError`` naming the manifest and its line numbers: an empty
+    required cell, the same ``path`` on two rows, a patient with two labels,
+    and (when a split name is asked for) a patient whose rows are in two
+    splits.
 
     Args:
         manifest (str): The CSV file; relative paths are taken from
@@ -53,7 +62,9 @@ class HierarchicalManifestDataset(BaseHierarchicalDataset):
             raise ValueError(f'manifest {self.manifest} does not exist; give '
                              f'the CSV path (columns: '
                              f'{",".join(REQUIRED_COLUMNS)}[,split]).')
-        with open(self.manifest, newline='', encoding='utf-8') as f:
+        # utf-8-sig drops the byte-order mark Excel writes (else the first
+        # column would be named '\ufeffpath').
+        with open(self.manifest, newline='', encoding='utf-8-sig') as f:
             reader = csv.DictReader(f)
             columns = [c.strip() for c in (reader.fieldnames or [])]
             missing = [c for c in REQUIRED_COLUMNS if c not in columns]
@@ -62,16 +73,66 @@ class HierarchicalManifestDataset(BaseHierarchicalDataset):
                     f'manifest {self.manifest} lacks column(s) {missing} '
                     f'(found {columns}). The header must be '
                     f'{",".join(REQUIRED_COLUMNS)}[,split].')
-            rows = [{k.strip(): (v or '').strip() for k, v in row.items()
-                     if k is not None} for row in reader]
-        for line, row in enumerate(rows, start=2):
+            rows = []
+            for row in reader:
+                row = {k.strip(): (v or '').strip() for k, v in row.items()
+                       if k is not None}
+                # The file line where the row ends (blank lines and quoted
+                # line breaks included), as a spreadsheet shows it.
+                row['_line'] = reader.line_num
+                rows.append(row)
+        for row in rows:
             empty = [c for c in REQUIRED_COLUMNS if not row.get(c)]
             if empty:
-                raise ValueError(f'manifest {self.manifest} line {line}: '
-                                 f'empty {empty}. Fill them or drop the row.')
-            row['_line'] = line
+                raise ValueError(f'manifest {self.manifest} line '
+                                 f'{row["_line"]}: empty {empty}. Fill them '
+                                 f'or drop the row.')
         self._has_split_column = 'split' in columns
+        self._check_rows(rows)
         return rows
+
+    def _check_rows(self, rows: List[dict]) -> None:
+        """Refuse repeated paths and patients with two labels."""
+        first_line: Dict[str, int] = {}
+        for row in rows:
+            key = osp.normpath(row['path'])
+            line = first_line.setdefault(key, row['_line'])
+            if line != row['_line']:
+                raise ValueError(
+                    f'manifest {self.manifest}: lines {line} and '
+                    f'{row["_line"]} list the same patch {row["path"]!r} '
+                    f'(patient {row["patient"]!r}, slide {row["slide"]!r}). '
+                    f'Each patch must appear once; delete the duplicate '
+                    f'row.')
+        labels = self._lines_by(rows, 'label')
+        mixed = {p: v for p, v in labels.items() if len(v) > 1}
+        if mixed:
+            patient, found = next(iter(mixed.items()))
+            more = (f' ({len(mixed) - 1} more patient(s) too)'
+                    if len(mixed) > 1 else '')
+            raise ValueError(
+                f'manifest {self.manifest}: patient {patient!r} has more than '
+                f'one label: {self._describe(found)}{more}. A patient has '
+                f'one class; fix the "label" column on those lines.')
+
+    @staticmethod
+    def _lines_by(rows: List[dict],
+                  column: str) -> Dict[str, Dict[str, list]]:
+        """``{patient: {value of column: [line numbers]}}``."""
+        out: Dict[str, Dict[str, list]] = {}
+        for row in rows:
+            out.setdefault(row['patient'], {}).setdefault(
+                row[column], []).append(row['_line'])
+        return out
+
+    @staticmethod
+    def _describe(found: Dict[str, list]) -> str:
+        """``'tumour' (lines 2, 3) and 'normal' (line 5)``."""
+        def lines(nums):
+            shown = ', '.join(map(str, nums[:5]))
+            more = ', ...' if len(nums) > 5 else ''
+            return f'line{"s" if len(nums) > 1 else ""} {shown}{more}'
+        return ' and '.join(f'{v!r} ({lines(n)})' for v, n in found.items())
 
     def load_items(self) -> List[dict]:
         """Read the CSV into raw patch items."""
@@ -88,6 +149,14 @@ class HierarchicalManifestDataset(BaseHierarchicalDataset):
             if self.split not in names:
                 raise ValueError(f'unknown split {self.split!r}: manifest '
                                  f'{self.manifest} has splits {names}.')
+            overlap = {p: self._describe(v)
+                       for p, v in self._lines_by(rows, 'split').items()
+                       if len(v) > 1}
+            if overlap:
+                raise ValueError(
+                    f'manifest {self.manifest}: ' +
+                    split_overlap_message(overlap) +
+                    ' Give all rows of each patient the same "split" value.')
             rows = [r for r in rows if r['split'] == self.split]
         else:
             keep = set(self._select_patients(patients, None, self.manifest))

@@ -31,7 +31,11 @@ class OpenSRHDataset(BaseHierarchicalDataset):
     patient only, so items carry ``slide = '<patient>/<slide>'``.
 
     Index building reads the metadata only (no image is opened unless
-    ``check_files=True``).
+    ``check_files=True``). Bad metadata raises ``ValueError`` naming the
+    file and the patient / slide: a ``"class"`` that is null or empty, a
+    patient without slides, a slide without patches, a patch listed twice,
+    and (with a split name) a patient listed in two splits of
+    ``split_file``.
 
     Args:
         data_root (str): Dataset root folder.
@@ -85,12 +89,16 @@ class OpenSRHDataset(BaseHierarchicalDataset):
                            isinstance(self.split, str), 'OpenSRHDataset')
         self._all_classes = meta.classes
         items = []
+        seen: Dict[str, str] = {}
         for patient in self._select_patients(list(meta.patients),
                                              meta.splits, meta.split_path):
-            items.extend(self._patient_items(meta, patient))
+            items.extend(self._patient_items(meta, patient, seen))
         return items
 
-    def _patient_items(self, meta: PatientMeta, patient: str) -> List[dict]:
+    def _patient_items(self, meta: PatientMeta, patient: str,
+                       seen: Dict[str, str]) -> List[dict]:
+        """Items of one patient; ``seen`` maps patch paths already listed
+        (by any slide) to where, so a repeated entry is refused."""
         label, slides = meta.slides(patient,
                                     '{slide: {"tumor_patches": [...], ...}}')
         key = self.patch_keys['normal' if label == self.normal_class else
@@ -104,13 +112,24 @@ class OpenSRHDataset(BaseHierarchicalDataset):
                                            f'{{"{key}": [...]}}')
             patches = slide_record.get(key)
             if not patches:
-                self._warn_empty_slide(where, key)
-                continue
+                self._refuse_empty_slide(where, key)
+            if not isinstance(patches, list):
+                raise ValueError(
+                    f'{where}["{key}"] should be a list of patch paths, got '
+                    f'{type(patches).__name__}. Fix the metadata file.')
+            here = f'["{patient}"]["slides"]["{slide}"]["{key}"]'
             for name in patches:
                 rel = name if '/' in str(name) else osp.join(
                     'studies', patient, str(slide), 'patches', str(name))
                 path = resolve_under_root(self.data_root, rel,
                                           f'{where}["{key}"]')
+                if path in seen:
+                    raise ValueError(
+                        f'{meta.path}: patch {name!r} is listed twice (in '
+                        f'{seen[path]} and {here}). Each patch must appear '
+                        f'once, or it is drawn more often than the others; '
+                        f'remove the duplicate entry.')
+                seen[path] = here
                 if self.check_files and not osp.isfile(path):
                     raise ValueError(
                         f'{where}["{key}"]: patch file {path} does not exist. '

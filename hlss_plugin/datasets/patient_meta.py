@@ -3,10 +3,11 @@
 OpenSRH and TCGA-style datasets share this format (they differ in what a
 slide entry holds); the checks and error messages live here once.
 """
+import json
 from typing import Dict, List, Optional, Tuple
 
 from ..utils import resolve_under_root
-from .meta_io import load_json, require_mapping
+from .meta_io import check_splits, load_json, require_mapping
 
 
 class PatientMeta:
@@ -19,6 +20,11 @@ class PatientMeta:
             when ``need_splits``.
         need_splits (bool): Whether a split *name* was asked for.
         owner (str): Dataset class name, for errors.
+
+    Raises:
+        ValueError: If a patient's ``"class"`` is null, empty or missing, or
+            (when read) the split file lists a patient twice or in two
+            splits; see also :meth:`slides`.
 
     Attributes:
         path (str): Resolved metadata file.
@@ -45,9 +51,8 @@ class PatientMeta:
                                              f'{owner} split_file')
         self.splits: Optional[Dict[str, List[str]]] = None
         if need_splits:
-            self.splits = require_mapping(
-                load_json(self.split_path, 'split_file'), self.split_path,
-                'the top level', '{"train": [...], "val": [...]}')
+            self.splits = check_splits(
+                load_json(self.split_path, 'split_file'), self.split_path)
         self.classes = sorted({self.label(p) for p in self.patients})
 
     def label(self, patient: str) -> str:
@@ -59,7 +64,15 @@ class PatientMeta:
             raise ValueError(
                 f'{self.path}: patient {patient!r} needs keys "class" and '
                 f'"slides"; found {sorted(record)}. Fix the metadata entry.')
-        return str(record['class'])
+        label = record['class']
+        if (isinstance(label, bool) or not isinstance(label, (str, int))
+                or not str(label).strip()):
+            raise ValueError(
+                f'{self.path}: patient {patient!r} has "class": '
+                f'{json.dumps(label)}; every patient needs a class name (a '
+                f'non-empty string such as "hgg"). Fill in the class or '
+                f'remove the patient (and drop it from the split file).')
+        return str(label)
 
     def slides(self, patient: str, expected: str) -> Tuple[str, dict]:
         """``(label, {slide: entry})`` of ``patient``.
@@ -67,7 +80,17 @@ class PatientMeta:
         Args:
             patient (str): Patient id.
             expected (str): Sketch of a slide entry, for the error.
+
+        Raises:
+            ValueError: If the patient has no slides (``"slides": {}``); it
+                is never dropped silently.
         """
+        label = self.label(patient)
         slides = require_mapping(self.patients[patient]['slides'], self.path,
                                  f'["{patient}"]["slides"]', expected)
-        return self.label(patient), slides
+        if not slides:
+            raise ValueError(
+                f'{self.path}: patient {patient!r} has no slides ("slides": '
+                f'{{}}). Add its slides, e.g. "slides": {expected}, or '
+                f'remove the patient (and drop it from the split file).')
+        return label, slides

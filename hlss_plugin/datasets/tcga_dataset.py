@@ -1,5 +1,5 @@
 """TCGA H&E patches stored as per-slide HDF5 patch bags."""
-from typing import List, Optional, Sequence, Union
+from typing import Dict, List, Sequence, Union
 
 from mmpretrain.registry import DATASETS
 
@@ -41,6 +41,11 @@ class TCGADataset(BaseHierarchicalDataset):
     bag), ``patch_idx`` (row in the bag), ``h5_key``, ``patient``, ``slide``
     and the shared hierarchy ids.
 
+    Bad metadata raises ``ValueError`` naming the file and the patient /
+    slide: a null or empty ``"class"``, a patient without slides, a slide
+    with 0 patches, a bag listed by two slides, and (with a split name) a
+    patient listed in two splits of ``split_file``.
+
     Args:
         data_root (str): Dataset root folder.
         split (str | Sequence[str] | None): A key of ``split_file``, a list
@@ -78,6 +83,7 @@ class TCGADataset(BaseHierarchicalDataset):
                            isinstance(self.split, str), 'TCGADataset')
         self._all_classes = meta.classes
         items = []
+        seen: Dict[str, str] = {}
         for patient in self._select_patients(list(meta.patients),
                                              meta.splits, meta.split_path):
             label, slides = meta.slides(
@@ -85,9 +91,16 @@ class TCGADataset(BaseHierarchicalDataset):
             for slide, bag in slides.items():
                 where = f'{meta.path} ["{patient}"]["slides"]["{slide}"]'
                 path, count = self._bag(bag, where)
+                here = f'["{patient}"]["slides"]["{slide}"]'
+                if path in seen:
+                    raise ValueError(
+                        f'{meta.path}: HDF5 bag {path} is listed twice (by '
+                        f'{seen[path]} and {here}), so its patches would be '
+                        f'counted twice. Each slide needs its own bag; '
+                        f'remove the duplicate entry or fix its "h5" path.')
+                seen[path] = here
                 if count == 0:
-                    self._warn_empty_slide(where, self.h5_key)
-                    continue
+                    self._refuse_empty_slide(where, self.h5_key)
                 items.extend(
                     dict(img_path=path, patch_idx=i, h5_key=self.h5_key,
                          patient=patient, slide=f'{patient}/{slide}',

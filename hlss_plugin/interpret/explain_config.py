@@ -71,11 +71,12 @@ def _as_size(size) -> Size:
 
 def _srh_augment_size(node: Mapping) -> Optional[Size]:
     """View size of one ``SRHAugment`` config: its ``crop_size``, else the
-    size of its ``random_resized_crop`` op (224 with the default ops)."""
-    from hlss_plugin.datasets.transforms.srh_augment import DEFAULT_OPS
+    size of its ``random_resized_crop`` op (224 with the shipped recipes)."""
+    from hlss_plugin.datasets.transforms.srh_augment import RECIPES
     if node.get('crop_size') is not None:
         return node['crop_size']
-    for op in node.get('ops') or DEFAULT_OPS:
+    recipe = RECIPES.get(node.get('recipe', 'default'), RECIPES['default'])
+    for op in node.get('ops') or recipe['ops']:
         if isinstance(op, Mapping) and op.get('type') == 'random_resized_crop':
             return _as_size(op.get('size', 224))
     return None

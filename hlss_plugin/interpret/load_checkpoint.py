@@ -10,6 +10,7 @@ from typing import Mapping
 
 import torch
 
+from ..utils.checkpoint import describe_load_error
 from ..utils.quiet_logs import quiet_logs
 from .explain_config import check_hlss_config
 from .explain_error import ExplainError
@@ -45,9 +46,9 @@ def load_state_dict_strict(model: torch.nn.Module, checkpoint: str) -> dict:
         data = torch.load(checkpoint, map_location='cpu', weights_only=True)
     except Exception as exc:
         raise ExplainError(
-            f'checkpoint {checkpoint}: cannot be read with torch.load('
-            f'weights_only=True) ({type(exc).__name__}: {exc}). Train with '
-            f'PlainCheckpointHook in custom_hooks, or save '
+            f'checkpoint {checkpoint}: cannot be read weights-only: '
+            f'{describe_load_error(exc)}. Pass a checkpoint a training run '
+            f'wrote (with PlainCheckpointHook in custom_hooks), or save '
             f'{{"state_dict": model.state_dict()}}.') from exc
     meta = {}
     if isinstance(data, Mapping) and isinstance(data.get('state_dict'),

@@ -11,23 +11,65 @@ def _fmt(value: Optional[float]) -> str:
     return 'n/a' if value is None else f'{value:.3f}'
 
 
+def _distinct(entry: dict, model: str) -> Tuple[int, int, Optional[float],
+                                                bool]:
+    """``(distinct sets, items, fraction, fraction >= 0.5)`` of one model
+    at one level (from ``entry['distinct_top_k']``)."""
+    count, items = entry['distinct_top_k'][model], len(entry['items'])
+    fraction = count / items if items else None
+    return count, items, fraction, fraction is not None and fraction >= 0.5
+
+
+def distinct_text(entry: dict, model: str) -> str:
+    """``'12/14 = 0.857 (>= half: yes)'`` for one model at one level.
+
+    Example:
+        >>> distinct_text({'items': [{}] * 4, 'distinct_top_k': {
+        ...     'trained': 1, 'untrained': 3}}, 'trained')
+        '1/4 = 0.250 (>= half: no)'
+    """
+    count, items, fraction, half = _distinct(entry, model)
+    return (f'{count}/{items} = {_fmt(fraction)} (>= half: '
+            f'{"yes" if half else "no"})')
+
+
+def ranking_text(result: dict) -> str:
+    """How the result's attributes were ranked, in one phrase.
+
+    Example:
+        >>> ranking_text({'ranking': 'relative', 'reference': {
+        ...     'split': 'train', 'num_patches': 168}})
+        "relative (z-score per attribute over 168 patches of split 'train')"
+    """
+    ranking = result.get('ranking', 'raw')
+    reference = result.get('reference')
+    if ranking == 'relative' and reference:
+        return (f'relative (z-score per attribute over '
+                f'{reference["num_patches"]} patches of split '
+                f'{reference["split"]!r})')
+    return f'{ranking} (similarity)' if ranking == 'raw' else ranking
+
+
 def summary_lines(result: dict) -> List[str]:
-    """One line per level: precision@k trained / untrained / chance and the
-    number of distinct top-k sets (trained / untrained).
+    """The ranking, then per level: precision@k trained / untrained /
+    chance (synthetic data) and the distinct top-k sets per item of the
+    trained and the untrained model (sets / items = fraction, and whether
+    at least half the items have a distinct set).
 
     Example:
         >>> print('\n'.join(summary_lines(explain(cfg, ckpt, top_k=3))))
-        explained 42 patches of split 'val' (...), top-3
+        explained 42 patches of split 'val' (...), top-3, ranking relative ...
           patch: precision@3 trained 0.341, untrained 0.238, chance ...
     """
     k = result['top_k']
     lines = [f'explained {result["num_patches"]} patches of split '
-             f'{result["split"]!r} ({result["data_root"]}), top-{k}']
+             f'{result["split"]!r} ({result["data_root"]}), top-{k}, '
+             f'ranking {ranking_text(result)}']
     for level, entry in result['levels'].items():
         p = entry['precision_at_k']
-        distinct = (f'distinct top-{k} sets '
-                    f'{entry["distinct_top_k"]["trained"]} trained / '
-                    f'{entry["distinct_top_k"]["untrained"]} untrained')
+        distinct = (f'distinct top-{k} sets / items: trained '
+                    f'{distinct_text(entry, "trained")}, untrained '
+                    f'{distinct_text(entry, "untrained")}')
         if p is None:
             lines.append(f'  {level}: {len(entry["items"])} items, '
                          f'{distinct} (no ground truth: not synthetic data)')
@@ -36,7 +78,7 @@ def summary_lines(result: dict) -> List[str]:
                 f'  {level}: precision@{k} trained {_fmt(p["trained"])}, '
                 f'untrained {_fmt(p["untrained"])}, chance '
                 f'{_fmt(p["chance"])} ({p["items_with_ground_truth"]}/'
-                f'{p["items"]} items with ground truth; {distinct})')
+                f'{p["items"]} items with ground truth); {distinct}')
     return lines
 
 
@@ -57,9 +99,11 @@ def _examples(items: List[dict], n: int) -> List[dict]:
 
 def markdown_lines(result: dict, examples: int = 4,
                    heading: str = '#') -> List[str]:
-    """The explanation as markdown: precision table and example items per
-    level (``heading`` is the top heading's prefix, e.g. ``'##'`` to nest
-    it in another report).
+    """The explanation as markdown: the ranking, a table per level
+    (precision@k trained / untrained / chance on synthetic data; distinct
+    top-k sets / items of both models) and example items per level
+    (``heading`` is the top heading's prefix, e.g. ``'##'`` to nest it in
+    another report).
 
     Example:
         >>> markdown_lines(result, examples=2, heading='##')[0]
@@ -67,6 +111,7 @@ def markdown_lines(result: dict, examples: int = 4,
     """
     k = result['top_k']
     sub = heading + '#'
+    relative = result.get('ranking', 'raw') == 'relative'
     lines = [f'{heading} Attribute explanations', '',
              f'- checkpoint `{result["checkpoint"]}`; split '
              f'`{result["split"]}` of `{result["data_root"]}`: '
@@ -74,7 +119,16 @@ def markdown_lines(result: dict, examples: int = 4,
              f'{result["view_size"]}',
              '- patch: its patch-head similarities; slide / patient: mean '
              'over its patches of the slide- / patient-head similarities '
-             '(named attributes only)']
+             '(named attributes only)',
+             f'- ranking: {ranking_text(result)}' + (
+                 '; each model\'s attribute similarity minus its mean over '
+                 'the reference patches, divided by its standard deviation '
+                 'there, so the offset shared by every image does not rank'
+                 if relative else ''),
+             f'- distinct top-{k} sets: number of different top-{k} '
+             f'attribute sets / number of items (1 / items: the same '
+             f'attributes for every item); ">= half": at least half the '
+             f'items have a distinct set']
     if result['synthetic']:
         lines += [
             f'- ground truth: text attributes mapped from generator '
@@ -83,24 +137,32 @@ def markdown_lines(result: dict, examples: int = 4,
             f'"low" entries); precision@{k} = mean |top-{k} ∩ truth| / {k} '
             f'over items with a non-empty truth; untrained = same config, '
             f'random init, same text-initialised heads; chance = random '
-            f'ranking', '',
-            f'| level | precision@{k} trained | untrained | chance | items '
-            f'with truth | distinct top-{k} sets (trained / untrained) |',
-            '|---|---|---|---|---|---|']
-        for level, entry in result['levels'].items():
-            p = entry['precision_at_k']
-            lines.append(f'| {level} | {_fmt(p["trained"])} | '
-                         f'{_fmt(p["untrained"])} | {_fmt(p["chance"])} | '
-                         f'{p["items_with_ground_truth"]}/{p["items"]} | '
-                         f'{entry["distinct_top_k"]["trained"]} / '
-                         f'{entry["distinct_top_k"]["untrained"]} |')
+            f'ranking']
+    precision_head = (f'precision@{k} trained | untrained | chance | items '
+                      f'with truth | ' if result['synthetic'] else '')
+    lines += ['', f'| level | {precision_head}distinct top-{k} sets trained '
+              f'| distinct top-{k} sets untrained |',
+              '|---' * (7 if result['synthetic'] else 3) + '|']
+    for level, entry in result['levels'].items():
+        p = entry['precision_at_k']
+        cells = [] if p is None else [
+            _fmt(p['trained']), _fmt(p['untrained']), _fmt(p['chance']),
+            f'{p["items_with_ground_truth"]}/{p["items"]}']
+        cells += [distinct_text(entry, 'trained'),
+                  distinct_text(entry, 'untrained')]
+        lines.append(f'| {level} | ' + ' | '.join(cells) + ' |')
+    scores = 'z-score; similarity' if relative else 'similarity'
     for level, entry in result['levels'].items():
         lines += ['', f'{sub} {level} ({len(entry["items"])} items, '
                   f'{len(entry["attributes"])} attributes)', '',
-                  f'| id | class | top-{k} (similarity) | ground truth |',
+                  f'| id | class | top-{k} ({scores}) | ground truth |',
                   '|---|---|---|---|']
         for item in _examples(entry['items'], examples):
-            top = ', '.join(f'{n} ({s:.2f})' for n, s in item['top_k'])
+            similarity = item.get('similarity',
+                                  [s for _, s in item['top_k']])
+            top = ', '.join(
+                f'{n} ({z:+.2f}; {s:.2f})' if relative else f'{n} ({s:.2f})'
+                for (n, z), s in zip(item['top_k'], similarity))
             gt = item['ground_truth']
             gt = '—' if gt is None else (', '.join(gt) or '(none)')
             lines.append(f'| {item["id"]} | {item["class"]} | {top} | '

@@ -1,12 +1,13 @@
 """Scoring of attribute similarities: center crop, per-group means, top-k
-lists, precision@k and its chance level.
+lists, how many items get a distinct top-k set, precision@k and its chance
+level.
 
 Plain functions on tensors and lists, used by
 :class:`~hlss_plugin.interpret.attribute_explainer.AttributeExplainer` and
 :func:`~hlss_plugin.interpret.explain_driver.explain`.
 """
-from typing import (Any, Collection, Dict, List, Optional, Sequence, Tuple,
-                    Union)
+from typing import (Any, Collection, Dict, List, Mapping, Optional, Sequence,
+                    Tuple, Union)
 
 import numpy as np
 import torch
@@ -154,3 +155,39 @@ def chance_precision(truth: Sequence[Optional[Collection[str]]],
     """
     rates = [len(set(g) & set(names)) / len(names) for g in truth if g]
     return float(np.mean(rates)) if rates else None
+
+
+def distinct_top_k(tops: Mapping[str, Sequence[Sequence[str]]]) -> dict:
+    """How item-specific each model's top-k lists are.
+
+    Args:
+        tops (Mapping[str, Sequence[Sequence[str]]]): Per model name, the
+            top-k names of every item (the same items for every model).
+
+    Returns:
+        dict: Per model name the number of distinct top-k *sets*; ``items``
+        (the number of items); ``fraction`` (per model, distinct sets /
+        items; ``1 / items`` means the ranking ignores the image) and
+        ``at_least_half`` (per model, fraction >= 0.5).
+
+    Raises:
+        ValueError: Models with different numbers of items.
+
+    Example:
+        >>> d = distinct_top_k({'trained': [['a', 'b'], ['b', 'a'],
+        ...                                 ['c', 'a']]})
+        >>> d['trained'], d['items'], d['at_least_half']['trained']
+        (2, 3, True)
+    """
+    sizes = {len(lists) for lists in tops.values()}
+    if len(sizes) > 1:
+        sizes_by_model = {name: len(v) for name, v in tops.items()}
+        raise ValueError(f'distinct_top_k: the models rank different '
+                         f'numbers of items ({sizes_by_model}).')
+    num = sizes.pop() if sizes else 0
+    counts = {name: len({frozenset(t) for t in lists})
+              for name, lists in tops.items()}
+    fraction = {name: c / num if num else None for name, c in counts.items()}
+    return dict(counts, items=num, fraction=fraction,
+                at_least_half={name: f is not None and f >= 0.5
+                               for name, f in fraction.items()})

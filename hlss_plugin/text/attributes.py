@@ -13,15 +13,20 @@ mean of its L2-normalised description embeddings
 (:meth:`hlss_plugin.models.text_towers.BaseTextTower.embed_attributes`).
 
 Two files ship with the package: ``'srh'`` (stimulated Raman histology of
-brain tumours) and ``'he'`` (H&E whole-slide images of TCGA tumours).
+brain tumours) and ``'he'`` (H&E whole-slide images of TCGA tumours). Like
+the published HLSS recipe they hold :data:`SHIPPED_ATTRIBUTES_PER_LEVEL`
+attributes per level with :data:`SHIPPED_DESCRIPTIONS_PER_ATTRIBUTE`
+descriptions each. User files may be smaller: the validator only requires at
+least one attribute per level and at least one description per attribute.
 """
 import json
 import os.path as osp
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 __all__ = [
-    'ATTRIBUTE_LEVELS', 'SHIPPED_ATTRIBUTE_FILES', 'attribute_file_path',
-    'load_attributes', 'validate_attributes'
+    'ATTRIBUTE_LEVELS', 'SHIPPED_ATTRIBUTE_FILES',
+    'SHIPPED_ATTRIBUTES_PER_LEVEL', 'SHIPPED_DESCRIPTIONS_PER_ATTRIBUTE',
+    'attribute_file_path', 'load_attributes', 'validate_attributes'
 ]
 
 #: Hierarchy levels every attribute file must define, finest first.
@@ -32,6 +37,14 @@ SHIPPED_ATTRIBUTE_FILES: Dict[str, str] = {
     'srh': 'srh_attributes.json',
     'he': 'he_attributes.json',
 }
+
+#: Attributes per level in each shipped file (the HLSS recipe's size). Not
+#: required of user files.
+SHIPPED_ATTRIBUTES_PER_LEVEL = 128
+
+#: Descriptions per attribute in each shipped file. Not required of user
+#: files.
+SHIPPED_DESCRIPTIONS_PER_ATTRIBUTE = 4
 
 _TOP_LEVEL_KEYS = ('modality', 'levels')
 
@@ -111,8 +124,8 @@ def load_attributes(source: str) -> Attributes:
         >>> attrs = load_attributes('srh')
         >>> sorted(attrs)
         ['patch', 'patient', 'slide']
-        >>> len(attrs['patch']['high cell density']) >= 3
-        True
+        >>> len(attrs['patch']), len(attrs['patch']['high cell density'])
+        (128, 4)
     """
     path = attribute_file_path(source)
     try:
@@ -151,10 +164,13 @@ def _validate_level(level: str, attributes: Any,
     _check_no_duplicate_keys(attributes, here, 'attribute names')
     out: Dict[str, List[str]] = {}
     seen_names: Dict[str, str] = {}
-    for name, descriptions in attributes.items():
+    # Description (normalised) -> attribute of this level that uses it.
+    level_texts: Dict[str, str] = {}
+    for position, (name, descriptions) in enumerate(attributes.items()):
         if not isinstance(name, str) or not name.strip():
-            raise ValueError(f'{here} has an empty attribute name {name!r}; '
-                             f'give the attribute a name.')
+            raise ValueError(f'{here} has an empty attribute name {name!r} '
+                             f'(attribute {position} of the level); give '
+                             f'the attribute a name.')
         name = name.strip()
         at = f'{here}, attribute {name!r}'
         if _norm(name) in seen_names:
@@ -174,7 +190,8 @@ def _validate_level(level: str, attributes: Any,
         for i, text in enumerate(descriptions):
             if not isinstance(text, str):
                 raise ValueError(f'{at}, description {i}: expected a string, '
-                                 f'got {type(text).__name__}.')
+                                 f'got {type(text).__name__}; write the '
+                                 f'description as a JSON string.')
             if not text.strip():
                 raise ValueError(f'{at}, description {i} is empty or only '
                                  f'whitespace; write a description or '
@@ -185,8 +202,17 @@ def _validate_level(level: str, attributes: Any,
                     f'{at}: description {i} {text.strip()!r} repeats '
                     f'description {seen_texts[key]} (compared ignoring case '
                     f'and spacing); remove or reword it.')
+            if key in level_texts:
+                raise ValueError(
+                    f'{at}: description {i} {text.strip()!r} is also a '
+                    f'description of attribute {level_texts[key]!r} '
+                    f'(compared ignoring case and spacing); a description '
+                    f'shared by two attributes makes their embeddings '
+                    f'alike, so reword it or keep it in one attribute.')
             seen_texts[key] = i
             cleaned.append(text.strip())
+        for key in seen_texts:
+            level_texts[key] = name
         out[name] = cleaned
     return out
 
@@ -199,9 +225,13 @@ def validate_attributes(data: Any, where: str = '<attributes>') -> Attributes:
     ``'modality'`` (optional string) and ``'levels'``; ``levels`` holds exactly
     the levels of :data:`ATTRIBUTE_LEVELS` (none missing, none unknown); each
     level maps non-empty, unique attribute names to non-empty lists of
-    non-empty strings without repeats. Repeated JSON keys are caught when the
-    document was parsed by :func:`load_attributes` (which records them);
-    names and descriptions are compared ignoring case and spacing.
+    non-empty strings without repeats, and no description is shared by two
+    attributes of the same level (levels may reuse each other's wording).
+    Repeated JSON keys are caught when the document was parsed by
+    :func:`load_attributes` (which records them); names and descriptions are
+    compared ignoring case and spacing. Sizes are not checked: the shipped
+    files have :data:`SHIPPED_ATTRIBUTES_PER_LEVEL` attributes per level, a
+    user file may have fewer.
 
     Args:
         data (Any): The parsed JSON document.

@@ -19,7 +19,8 @@ def resolve_under_root(data_root: str, rel_path: str, where: str) -> str:
         str: The joined, normalised path.
 
     Raises:
-        ValueError: If the path is absolute or climbs out of ``data_root``.
+        ValueError: If the path is absolute or climbs out of ``data_root``
+            (with ``data_root='/'`` every absolute path stays inside).
 
     Example:
         >>> resolve_under_root('/data/srh', 'studies/P1/1/patches/a.tif', 'x')
@@ -32,7 +33,9 @@ def resolve_under_root(data_root: str, rel_path: str, where: str) -> str:
         return osp.normpath(rel_path)
     root = osp.normpath(osp.abspath(data_root))
     joined = osp.normpath(osp.join(root, rel_path))
-    if joined != root and not joined.startswith(root + os.sep):
+    # A filesystem root ('/', 'C:\\') already ends with the separator.
+    prefix = root if root.endswith(os.sep) else root + os.sep
+    if joined != root and not joined.startswith(prefix):
         raise ValueError(
             f'{where}: path {rel_path!r} leaves data_root {root!r}. Patch '
             f'paths must stay inside data_root; fix the entry or move the '

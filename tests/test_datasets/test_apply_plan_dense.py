@@ -517,14 +517,16 @@ def test_preprocessor_dense_equals_gather():
     assert not torch.allclose(outs['dense'][0], outs['dense'][1])
 
 
+@pytest.mark.parametrize('recipe', ['default', 'published'])
 @pytest.mark.parametrize('b', [B, 1])
-def test_preprocessor_dense_forward_does_not_sync(b):
+def test_preprocessor_dense_forward_does_not_sync(b, recipe):
     """The whole training forward (uint16 -> third channel -> 2 dense views
     -> normalise), after one warm-up call that draws the base seed of
-    ``seed=None`` (its one ``item()``)."""
+    ``seed=None`` (its one ``item()``); the published recipe's resize
+    included."""
     pre = SRHBatchAugmentPreprocessor(
-        augment=dict(rand_prob=0.5, crop_size=CROP), apply_mode='dense',
-        record=True, mean=[0.5] * 3, std=[0.25] * 3)
+        augment=dict(recipe=recipe, rand_prob=0.5, crop_size=CROP),
+        apply_mode='dense', record=True, mean=[0.5] * 3, std=[0.25] * 3)
     raw = raw_batch(b)
     pre(dict(inputs=raw, data_samples=None), training=True)  # warm-up
     with host_reads_forbidden():

@@ -1,4 +1,6 @@
-"""HierarchicalSampler: batch layout, determinism, DDP split, class balance."""
+"""HierarchicalSampler / HierarchicalBatchSampler: batch layout,
+determinism, global and per-GPU batch scope over simulated ranks, class
+balance."""
 import os
 from collections import Counter
 
@@ -7,8 +9,8 @@ import pytest
 import torch
 
 from hlss_plugin.datasets.hierarchy import Hierarchy
-from hlss_plugin.datasets.samplers.hierarchical_sampler import \
-    HierarchicalSampler
+from hlss_plugin.datasets.samplers import (HierarchicalBatchSampler,
+                                           HierarchicalSampler)
 
 from ..dist_helpers import run_distributed
 
@@ -65,7 +67,7 @@ def chunks(sampler, epoch=0):
     sampler.set_epoch(epoch)
     stream = np.array(list(sampler), dtype=np.int64)
     assert len(stream) == len(sampler)
-    return stream.reshape(-1, sampler.patients_per_batch,
+    return stream.reshape(-1, sampler.patients_per_rank,
                           sampler.slides_per_patient,
                           sampler.patches_per_slide)
 
@@ -101,6 +103,32 @@ def make(ds, P=2, S=2, K=3, **kwargs):
                                slides_per_patient=S,
                                patches_per_slide=K,
                                **kwargs)
+
+
+def make_ranks(ds, world_size, P=2, S=2, K=3, **kwargs):
+    """One sampler per simulated rank, with explicit rank / world_size."""
+    return [make(ds, P, S, K, rank=r, world_size=world_size, **kwargs)
+            for r in range(world_size)]
+
+
+def step_patients(ds, samplers, epoch=0):
+    """``(num_batches, P_rank * world_size)`` patients of every global step,
+    rank blocks in rank order."""
+    per_rank = [
+        np.stack([batch_patients(ds, b) for b in chunks(s, epoch)])
+        for s in samplers
+    ]
+    return np.concatenate(per_rank, axis=1)
+
+
+def opensrh_sized_spec(seed=0):
+    """245 training patients as in OpenSRH: 7 imbalanced classes, 1-3
+    slides per patient, 2-5 patches per slide."""
+    rng = np.random.default_rng(seed)
+    counts = [60, 50, 40, 35, 30, 18, 12]
+    labels = rng.permutation(np.repeat(np.arange(7), counts)).tolist()
+    return [(label, rng.integers(2, 6, rng.integers(1, 4)).tolist())
+            for label in labels]
 
 
 # -------------------------------------------------------------- structure
@@ -187,83 +215,176 @@ def test_unbalanced_uses_each_patient_once_and_rotates_leftovers():
     assert seen == set(range(10))
 
 
-# ------------------------------------------------------------------- DDP
-@pytest.mark.parametrize('world_size', [2, 3])
-@pytest.mark.parametrize('class_balanced', [False, True])
-def test_ranks_get_disjoint_stratified_patients(world_size, class_balanced):
-    ds = ToyDataset(imbalanced_spec(12, 3))
-    labels = np.asarray(ds.labels)
-    for seed in range(4):
-        samplers = [
-            make(ds,
-                 P=2,
-                 S=1,
-                 K=2,
-                 seed=seed,
-                 rank=r,
-                 world_size=world_size,
-                 class_balanced=class_balanced) for r in range(world_size)
-        ]
-        assert len({len(s) for s in samplers}) == 1
-        assert samplers[0].num_batches == 15 // (2 * world_size)
-        for epoch in range(3):
-            per_rank = [
-                set(epoch_patients(ds, s, epoch).tolist()) for s in samplers
-            ]
-            union = set().union(*per_rank)
-            assert len(union) == sum(map(len, per_rank)), 'ranks overlap'
-            if class_balanced:
-                # Each rank holds 3 // W or more class-1 patients (stratified
-                # split) and oversamples them, so every rank sees class 1 and
-                # all 3 class-1 patients are used once W divides 3.
-                for patients in per_rank:
-                    assert 1 in labels[list(patients)]
-                if 3 % world_size == 0:
-                    assert {p for p in union if labels[p] == 1} == {12, 13, 14}
+# ------------------------------------------------- DDP: global batch scope
+OPENSRH_BALANCE = [False, 'resample', 'replicate']
+
+
+@pytest.mark.parametrize('world_size', [1, 2, 4, 8])
+@pytest.mark.parametrize('class_balanced', OPENSRH_BALANCE)
+def test_global_scope_splits_32_patients_over_ranks(world_size,
+                                                    class_balanced):
+    # OpenSRH-sized: 245 patients, the paper's 32 patients per step.
+    ds = ToyDataset(opensrh_sized_spec())
+    kwargs = dict(P=32, S=2, K=2, seed=5, class_balanced=class_balanced)
+    samplers = make_ranks(ds, world_size, **kwargs)
+    expected = dict(
+        [(False, 245 // 32), ('resample', 245 // 32),
+         ('replicate', 7 * 60 // 32)])[class_balanced]
+    assert {s.num_batches for s in samplers} == {expected}
+    assert {len(s) for s in samplers} == {expected * (32 // world_size) * 4}
+    assert {s.batch_size for s in samplers} == {32 // world_size * 2 * 2}
+    assert {s.config_batch_size for s in samplers} == {32 * 2 * 2}
+    single = make(ds, world_size=1, **kwargs)
+    for epoch in (0, 3):
+        steps = step_patients(ds, samplers, epoch)
+        assert steps.shape == (expected, 32)
+        for step in steps:
+            assert len(set(step.tolist())) == 32, 'a step repeats a patient'
+        if not class_balanced:  # each patient at most once per epoch
+            assert len(set(steps.ravel().tolist())) == steps.size
+        # Rank r's chunk is block r of the single-process chunk: the same
+        # global batches on any number of GPUs.
+        whole = chunks(single, epoch)
+        for r, s in enumerate(samplers):
+            block = slice(r * (32 // world_size), (r + 1) * (32 // world_size))
+            np.testing.assert_array_equal(chunks(s, epoch), whole[:, block])
+
+
+@pytest.mark.parametrize('world_size', [3, 5, 6, 7])
+def test_global_scope_needs_world_size_dividing_patients(world_size):
+    ds = ToyDataset(opensrh_sized_spec())
+    with pytest.raises(ValueError,
+                       match=rf"batch_scope='global'.*patients_per_batch=32 "
+                       rf'.*divisible by world_size={world_size}.*'
+                       rf'\[1, 2, 4, 8, 16, 32\] GPUs.*'
+                       rf"batch_scope='per_gpu'"):
+        make(ds, P=32, S=2, K=2, rank=0, world_size=world_size)
+
+
+def test_global_scope_without_replacement_rotates_patients():
+    # 14 patients, 4 per step over 2 ranks: 3 steps; the 2 left over wait
+    # for a later epoch, and over epochs every patient is used.
+    ds = ToyDataset(varied_spec(14))
+    samplers = make_ranks(ds, 2, P=4, S=1, K=1)
+    seen = set()
+    for epoch in range(8):
+        steps = step_patients(ds, samplers, epoch)
+        assert steps.shape == (3, 4)
+        assert len(set(steps.ravel().tolist())) == 12
+        per_rank = [set(steps[:, :2].ravel()), set(steps[:, 2:].ravel())]
+        assert not per_rank[0] & per_rank[1], 'ranks overlap in an epoch'
+        seen |= set(steps.ravel().tolist())
+    assert seen == set(range(14))
+
+
+def test_step_patients_is_the_plan_every_rank_slices():
+    ds = ToyDataset(opensrh_sized_spec())
+    samplers = make_ranks(ds, 4, P=32, S=2, K=2, class_balanced=True)
+    for s in samplers:
+        s.set_epoch(2)
+    plans = [s.step_patients() for s in samplers]
+    for plan in plans[1:]:
+        np.testing.assert_array_equal(plan, plans[0])
+    np.testing.assert_array_equal(step_patients(ds, samplers, 2), plans[0])
+
+
+# ------------------------------------------------ DDP: per-GPU batch scope
+@pytest.mark.parametrize('world_size', [1, 2, 4])
+def test_per_gpu_scope_draws_with_replacement_across_steps(world_size):
+    ds = ToyDataset(opensrh_sized_spec())
+    samplers = make_ranks(ds, world_size, P=32, S=2, K=2,
+                          batch_scope='per_gpu', seed=1)
+    G = 32 * world_size
+    T = -(-245 // G)  # every patient at least once per epoch
+    assert {s.num_batches for s in samplers} == {T}
+    assert {s.batch_size for s in samplers} == {32 * 2 * 2}
+    assert {s.config_batch_size for s in samplers} == {32 * 2 * 2}
+    for epoch in range(3):
+        steps = step_patients(ds, samplers, epoch)
+        assert steps.shape == (T, G)
+        for step in steps:
+            assert len(set(step.tolist())) == G, 'a step repeats a patient'
+        uses = Counter(steps.ravel().tolist())
+        assert set(uses) == set(range(245))  # no patient left out
+        # the last step is topped up from the next pass: T * G - 245
+        # patients are used twice, none more
+        assert sum(uses.values()) == T * G
+        assert sorted(Counter(uses.values()).items()) == (
+            [(1, 245)] if T * G == 245 else
+            [(1, 245 - (T * G - 245)), (2, T * G - 245)])
+
+
+def test_per_gpu_scope_with_too_many_patients_per_step_is_an_error():
+    ds = ToyDataset(opensrh_sized_spec())
+    with pytest.raises(ValueError,
+                       match=r'245 patients.*32 x 8 = 256 distinct .*'
+                       r"batch_scope='per_gpu'.*at most 30 or train on "
+                       r"fewer GPUs, or use batch_scope='global'"):
+        make(ds, P=32, S=2, K=2, batch_scope='per_gpu', rank=3,
+             world_size=8)
+    # The same 8 GPUs with the global scope: 4 patients each.
+    assert make(ds, P=32, S=2, K=2, rank=3, world_size=8).batch_size == 16
+
+
+@pytest.mark.parametrize('batch_scope', ['global', 'per_gpu'])
+@pytest.mark.parametrize('class_balanced', OPENSRH_BALANCE)
+def test_every_rank_is_deterministic_per_seed_and_epoch(batch_scope,
+                                                        class_balanced):
+    ds = ToyDataset(opensrh_sized_spec())
+    P = 8 if batch_scope == 'per_gpu' else 32
+
+    def streams(seed, epoch):
+        out = []
+        for s in make_ranks(ds, 4, P=P, S=2, K=2, seed=seed,
+                            batch_scope=batch_scope,
+                            class_balanced=class_balanced):
+            s.set_epoch(epoch)
+            out.append(list(s))
+        return out
+
+    assert streams(3, 1) == streams(3, 1)
+    assert streams(3, 1) != streams(3, 2)
+    assert streams(3, 1) != streams(4, 1)
 
 
 def test_rank_and_world_size_default_to_single_process():
     ds = ToyDataset(varied_spec(6))
     sampler = HierarchicalSampler(ds, 2, 1, 1, seed=3)
     assert (sampler.rank, sampler.world_size) == (0, 1)
+    assert sampler.batch_scope == 'global'
     assert isinstance(HierarchicalSampler(ds, 2, 1, 1).seed, int)
 
 
 def _gloo_worker(rank, world_size, out_dir):
     ds = ToyDataset(imbalanced_spec(12, 3))
     sampler = HierarchicalSampler(ds,
-                                  patients_per_batch=3,
+                                  patients_per_batch=4,
                                   slides_per_patient=1,
                                   patches_per_slide=2,
                                   class_balanced=True)
-    sampler.set_epoch(1)
+    batches = HierarchicalBatchSampler(sampler, batch_size=4 * 1 * 2)
+    batches.set_epoch(1)
     np.save(
         os.path.join(out_dir, f'rank{rank}.npy'),
-        np.array([sampler.seed, sampler.rank, sampler.world_size] +
-                 list(sampler)))
+        np.array([sampler.seed, sampler.rank, sampler.world_size,
+                  len(batches)] + sum(list(batches), [])))
 
 
-def test_two_gloo_processes_take_disjoint_patients(tmp_path):
+def test_two_gloo_processes_split_the_single_process_batches(tmp_path):
     run_distributed(_gloo_worker, 2, str(tmp_path))
     results = [np.load(tmp_path / f'rank{r}.npy') for r in range(2)]
-    (seed0, r0, w0), (seed1, r1, w1) = results[0][:3], results[1][:3]
+    (seed0, r0, w0, n0), (seed1, r1, w1, n1) = results[0][:4], \
+        results[1][:4]
     assert seed0 == seed1 and (r0, w0, r1, w1) == (0, 2, 1, 2)
-    ds = ToyDataset(imbalanced_spec(12, 3))
-    streams = [r[3:] for r in results]
-    assert len(streams[0]) == len(streams[1]) == 2 * 3 * 2
-    patients = [set(np.asarray(ds.item_patient)[s].tolist()) for s in streams]
-    assert not patients[0] & patients[1]
-    # The single-process sampler with the same rank/seed gives the same.
-    ref = make(ds,
-               P=3,
-               S=1,
-               K=2,
-               class_balanced=True,
-               seed=int(seed0),
-               rank=1,
-               world_size=2)
-    ref.set_epoch(1)
-    np.testing.assert_array_equal(streams[1], list(ref))
+    assert n0 == n1 == 15 // 4
+    streams = [r[4:].reshape(n0, 2, 1, 2) for r in results]
+    # The single process with the same seed draws the same global batches;
+    # each rank got its half.
+    ref = make(ToyDataset(imbalanced_spec(12, 3)),
+               P=4, S=1, K=2, class_balanced=True, seed=int(seed0))
+    whole = chunks(ref, 1)
+    np.testing.assert_array_equal(streams[0], whole[:, :2])
+    np.testing.assert_array_equal(streams[1], whole[:, 2:])
 
 
 # --------------------------------------------------------- class balance
@@ -313,6 +434,49 @@ def test_class_balance_with_three_classes(P):
         assert total.max() - total.min() <= 1
 
 
+def test_replicate_is_the_published_balance_study_per_class():
+    # Published replicate_balance_instances: every class replicated to the
+    # largest class size (12), the epoch one pass over the 24 slots.
+    ds = ToyDataset(imbalanced_spec(12, 5))
+    labels = np.asarray(ds.labels)
+    sampler = make(ds, P=4, S=1, K=1, class_balanced='replicate')
+    assert sampler.num_batches == 2 * 12 // 4
+    assert make(ds, P=4, S=1, K=1, class_balanced=True).num_batches == \
+        17 // 4  # 'resample' keeps the unbalanced epoch length
+    extra = set()
+    for epoch in range(6):
+        batches = [batch_patients(ds, b) for b in chunks(sampler, epoch)]
+        for patients in batches:
+            assert len(set(patients.tolist())) == 4
+        uses = Counter(np.concatenate(batches).tolist())
+        assert Counter(labels[list(uses.elements())].tolist()) == \
+            {0: 12, 1: 12}
+        assert all(uses[p] == 1 for p in range(12))  # majority: once each
+        minority = sorted(uses[p] for p in range(12, 17))
+        assert minority == [2, 2, 2, 3, 3]  # 12 / 5: floor or ceil
+        extra |= {p for p in range(12, 17) if uses[p] == 3}
+    assert len(extra) > 2  # who gets the extra use is redrawn per epoch
+
+
+def test_class_smaller_than_its_share_warns_and_never_repeats():
+    ds = ToyDataset([(0, [1])] * 20 + [(1, [1])] * 2)
+    for mode in ('resample', 'replicate'):
+        with pytest.warns(UserWarning, match=r'classes \[1\] have fewer '
+                          r'patients than their share of a step \(3 of 6\)'):
+            sampler = make(ds, P=6, S=1, K=1, class_balanced=mode)
+        for epoch in range(4):
+            for batch in chunks(sampler, epoch):
+                patients = batch_patients(ds, batch).tolist()
+                assert len(set(patients)) == 6, patients
+
+
+@pytest.mark.parametrize('value', ['oversample', 1, None])
+def test_rejects_unknown_class_balance(value):
+    with pytest.raises(ValueError, match=r"`class_balanced` must be False, "
+                       r"True \(= 'resample'\), 'resample' or 'replicate'"):
+        make(ToyDataset(varied_spec(4)), class_balanced=value)
+
+
 # ----------------------------------------------------------------- errors
 @pytest.mark.parametrize('key,value', [('P', 0), ('S', -1), ('K', 2.0),
                                        ('P', True)])
@@ -347,7 +511,18 @@ def test_rejects_too_few_patients_for_the_step():
     with pytest.raises(ValueError,
                        match=r'5 patients.*3 x 2 = 6.*'
                        r'at most 2 or train on fewer GPUs'):
-        make(ds, P=3, rank=1, world_size=2)
+        make(ds, P=3, rank=1, world_size=2, batch_scope='per_gpu')
+    with pytest.raises(ValueError,
+                       match=r"5 patients.*patients_per_batch = 6 distinct "
+                       r"patients \(batch_scope='global'\); lower "
+                       r'train_dataloader.sampler.patients_per_batch to at '
+                       r'most 4'):
+        make(ds, P=6, rank=1, world_size=2)
+
+
+def test_rejects_unknown_batch_scope():
+    with pytest.raises(ValueError, match=r"`batch_scope` must be 'global'"):
+        make(ToyDataset(varied_spec(4)), batch_scope='per_node')
 
 
 @pytest.mark.parametrize('rank,world_size', [(2, 2), (-1, 2)])
@@ -367,6 +542,16 @@ def test_check_batch_size_names_key_and_value():
         sampler.check_batch_size(8, where='cfg.bs')
     with pytest.raises(ValueError, match='non-negative'):
         sampler.set_epoch(-1)
+    # Global scope on 2 ranks: a fixed DataLoader batch cannot follow.
+    half = make(ToyDataset(varied_spec(4)), P=2, S=2, K=3, rank=0,
+                world_size=2)
+    half.check_batch_size(6)
+    with pytest.raises(ValueError,
+                       match=r'batch_size is 12 .*2/2\*2\*3 = 6 indices on '
+                       r"each rank.*add train_dataloader.batch_sampler=dict"
+                       r"\(type='HierarchicalBatchSampler'\) and keep "
+                       r'train_dataloader.batch_size = 2\*2\*3 = 12'):
+        half.check_batch_size(12)
 
 
 # ------------------------------------------------------------ integration
@@ -399,3 +584,71 @@ def test_runner_builds_dataloader_with_registered_sampler():
         for batch in batches:
             patients = batch_patients(ds, batch.reshape(2, 2, 3))
             assert len(set(patients.tolist())) == 2
+
+
+def _loader(ds, world_size, rank, batch_size=4 * 2 * 3, **sampler):
+    from mmengine.registry import DefaultScope
+    from mmengine.runner import Runner
+    sampler = dict(dict(type='HierarchicalSampler', patients_per_batch=4,
+                        slides_per_patient=2, patches_per_slide=3,
+                        rank=rank, world_size=world_size), **sampler)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return Runner.build_dataloader(dict(
+            batch_size=batch_size, num_workers=0, dataset=ds,
+            sampler=sampler,
+            batch_sampler=dict(type='HierarchicalBatchSampler')), seed=11)
+
+
+@pytest.mark.parametrize('world_size', [1, 2, 4])
+def test_runner_builds_batch_sampler_splitting_the_global_batch(world_size):
+    ds = ToyDataset(varied_spec(10))
+    loaders = [_loader(ds, world_size, r, class_balanced=True)
+               for r in range(world_size)]
+    single = make(ds, P=4, S=2, K=3, class_balanced=True, seed=11)
+    for epoch in (0, 2):
+        per_rank = []
+        for loader in loaders:
+            assert isinstance(loader.batch_sampler, HierarchicalBatchSampler)
+            assert loader.batch_size is None
+            assert loader.batch_sampler.batch_size == 4 // world_size * 6
+            # where mmengine's loops and DistSamplerSeedHook set the epoch
+            assert not hasattr(loader.sampler, 'set_epoch')
+            loader.batch_sampler.sampler.set_epoch(epoch)
+            batches = [np.asarray(b, dtype=np.int64) for b in loader]
+            assert len(batches) == len(loader) == 10 // 4
+            per_rank.append(np.stack(batches).reshape(-1, 4 // world_size,
+                                                      2, 3))
+        np.testing.assert_array_equal(np.concatenate(per_rank, axis=1),
+                                      chunks(single, epoch))
+
+
+def test_batch_sampler_per_gpu_scope_and_set_epoch():
+    ds = ToyDataset(varied_spec(10))
+    loader = _loader(ds, 2, 1, batch_scope='per_gpu')
+    assert loader.batch_sampler.batch_size == 4 * 2 * 3
+    assert len(loader) == -(-10 // 8)
+    loader.batch_sampler.set_epoch(3)
+    assert loader.batch_sampler.sampler.epoch == 3
+    ref = make(ds, P=4, S=2, K=3, rank=1, world_size=2, seed=11,
+               batch_scope='per_gpu')
+    ref.set_epoch(3)
+    np.testing.assert_array_equal(
+        np.concatenate([np.asarray(b) for b in loader]), list(ref))
+
+
+def test_batch_sampler_checks_the_config_batch_size():
+    ds = ToyDataset(varied_spec(10))
+    with pytest.raises(ValueError,
+                       match=r'train_dataloader.batch_size is 12 but '
+                       r"HierarchicalSampler yields chunks.*batch_scope="
+                       r"'global': the global batch.*set "
+                       r'train_dataloader.batch_size = 4\*2\*3 = 24'):
+        _loader(ds, 2, 0, batch_size=12)
+    with pytest.raises(ValueError, match=r"batch_scope='per_gpu': the batch "
+                       r'per GPU.*= 4\*2\*3 = 24'):
+        _loader(ds, 2, 0, batch_size=48, batch_scope='per_gpu')
+    sampler = make(ds, P=4, S=2, K=3, rank=0, world_size=2)
+    assert len(HierarchicalBatchSampler(sampler)) == sampler.num_batches
+    with pytest.raises(ValueError, match='train_dataloader.sampler is '
+                       'SequentialSampler'):
+        HierarchicalBatchSampler(torch.utils.data.SequentialSampler(ds), 24)

@@ -1,6 +1,5 @@
 """OpenSRHDataset: layout parsing, splits, hierarchy, bad input."""
 import json
-import logging
 import os
 import os.path as osp
 import time
@@ -8,7 +7,6 @@ import time
 import numpy as np
 import pytest
 
-from hlss_plugin.datasets import base_hierarchical_dataset as base_module
 from hlss_plugin.datasets.opensrh_dataset import OpenSRHDataset
 
 
@@ -119,25 +117,22 @@ def test_missing_and_corrupt_meta(tmp_path):
         OpenSRHDataset(str(tmp_path), split=None)
 
 
-def test_slide_without_patches_warns_and_is_left_out(tmp_path, monkeypatch):
-    logged = []
-    monkeypatch.setattr(base_module, 'print_log',
-                        lambda msg, **kw: logged.append((msg, kw)))
+def test_slide_without_patches_is_an_error(tmp_path):
+    """An empty slide is refused, never left out silently."""
     meta = small_meta()
     meta['P1']['slides']['2']['tumor_patches'] = []
     write_meta(str(tmp_path), meta)
-    ds = OpenSRHDataset(str(tmp_path), split=['P1'])
-    assert {ds.get_data_info(i)['slide'] for i in range(len(ds))} == {'P1/1'}
-    assert len(logged) == 1
-    msg, kw = logged[0]
-    assert '["P1"]["slides"]["2"] has no "tumor_patches"' in msg
-    assert kw['level'] == logging.WARNING
+    with pytest.raises(ValueError, match=r'opensrh.json \["P1"\]\["slides"\]'
+                       r'\["2"\] has no patches \(no "tumor_patches"\).*'
+                       r'remove the slide'):
+        OpenSRHDataset(str(tmp_path), split=['P1'])
 
 
 def test_all_empty_raises(tmp_path):
     meta = small_meta()
     write_meta(str(tmp_path), {'N1': meta['N1']})
-    with pytest.raises(ValueError, match='has no patches'):
+    with pytest.raises(ValueError, match=r'\["N1"\]\["slides"\]\["7"\] has '
+                       r'no patches'):
         OpenSRHDataset(str(tmp_path), split=None,
                        patch_keys=dict(normal='tumor_patches'))
 

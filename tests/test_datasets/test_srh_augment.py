@@ -256,6 +256,7 @@ OP_CONFIGS = [
     dict(type='gaussian_blur', kernel_size=5, sigma=(0.5, 2.0)),
     dict(type='affine', degrees=30, translate=(0.2, 0.2)),
     dict(type='random_resized_crop', size=16), dict(type='erasing'),
+    dict(type='resize', size=(14, 18)),
 ]
 
 
@@ -356,9 +357,10 @@ def slice_plan(plan, i):
             for s in plan]
 
 
-def test_apply_plan_batched_equals_per_sample():
-    aug = SRHAugment(ops=[dict(d) for d in DEFAULT_OPS], rand_prob=0.5)
-    aug.steps[0][0].size = (16, 16)  # smaller crop for speed
+@pytest.mark.parametrize('recipe', ['default', 'published'])
+def test_apply_plan_batched_equals_per_sample(recipe):
+    # smaller crop / resize for speed; every op at 0.5
+    aug = SRHAugment(recipe=recipe, rand_prob=0.5, crop_size=16)
     x = image(8, h=24, w=24)
     before = x.clone()
     plan = aug.sample_plan(gen(2), 8, x.shape[1:])

@@ -3,6 +3,7 @@ processes), and the data side that feeds it: HierarchicalKNNDataset and
 CenterCropTensor."""
 import json
 import os.path as osp
+import warnings
 
 import pytest
 import torch
@@ -139,11 +140,36 @@ def test_empty_split_is_an_error(role, match):
         evaluate(samples)
 
 
-def test_k_larger_than_bank_and_bad_samples():
-    samples = [make_sample(i, num_bank=4) for i in range(20)]
-    with pytest.raises(ValueError, match=r'k=5 is larger than the bank '
-                       r'\(4 patches\)'):
-        evaluate(samples)
+@pytest.mark.parametrize('key, named', [
+    (None, 'k=13 (val_evaluator.k in training, test_evaluator.k in '
+           'tools/test.py)'),
+    ('val_evaluator', 'val_evaluator.k=13'),
+    ('test_evaluator', 'test_evaluator.k=13'),
+])
+def test_k_larger_than_bank_is_clipped_with_a_warning(key, named):
+    """One rule (training, tools/test.py, tools/benchmark.py): k is clipped
+    to the bank size, with a warning naming the key actually in use."""
+    samples = [make_sample(i, num_bank=12) for i in range(20)]
+    metric = HierarchicalKNNMetric(k=13)
+    metric.evaluator_key = key
+    metric.dataset_meta = dict(classes=CLASSES)
+    metric.process(None, samples)
+    with pytest.warns(UserWarning) as record:
+        clipped = metric.evaluate(len(samples))
+    msg = str(record[0].message)
+    assert msg.startswith(f'HierarchicalKNNMetric: {named} is larger than '
+                          f'the kNN bank (12 patches); using k=12')
+    assert f'--cfg-options {key or "val_evaluator"}.k=12' in msg
+    assert metric.last_results['k'] == 12
+    # k = bank size gives the very same metrics, without a warning
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        exact_metric, exact = evaluate(samples, k=12)
+    assert clipped == exact and exact_metric.last_results['k'] == 12
+    assert metric.effective_k(12) == 12 and metric.effective_k(99) == 13
+
+
+def test_bad_samples_and_arguments():
     broken = make_sample(0)
     del broken['knn_id']
     with pytest.raises(ValueError, match=r"lacks \['knn_id'\].*PackInputs"):
@@ -269,3 +295,85 @@ def test_center_crop_tensor_matches_torchvision():
         CenterCropTensor(9)(dict(img=img))
     with pytest.raises(ValueError, match='size must be'):
         CenterCropTensor(0)
+
+
+# ------------------------------------------------------------ aggregation
+def _crafted_samples():
+    """Bank and queries whose kNN votes (k=9) are known exactly.
+
+    Bank: 4 x u (class 0), 5 x u (class 1), 9 x v (class 2), 9 x w
+    (class 0). Queries: slide 0 of patient 0 (class 2) holds v (votes only
+    class 2) and u twice (votes 4:5 for classes 0:1); slide 1 of patient 1
+    (class 0) holds w. Summed L1 votes put slide 0 in class 1, the
+    published softmax-of-L1 votes in class 2.
+    """
+    u, v, w = torch.eye(3)
+    bank = [(u, 0)] * 4 + [(u, 1)] * 5 + [(v, 2)] * 9 + [(w, 0)] * 9
+    queries = [(v, 2, 0), (u, 2, 0), (u, 2, 0), (w, 0, 1)]
+    samples = []
+    for i, (feats, label) in enumerate(bank):
+        samples.append((feats, label, 100 + i, 'bank'))
+    for feats, label, patient in queries:
+        samples.append((feats, label, patient, 'query'))
+    out = []
+    for i, (feats, label, patient, role) in enumerate(samples):
+        sample = DataSample().set_gt_label(label)
+        for key, value in dict(feats=feats, slide_idx=patient,
+                               patient_idx=patient, knn_role=role,
+                               knn_id=i).items():
+            sample.set_field(value, key)
+        out.append(sample)
+    return out
+
+
+def test_published_aggregation_end_to_end():
+    samples = _crafted_samples()
+    metrics, lasts = {}, {}
+    for aggregation in ('sum', 'published'):
+        evaluator = Evaluator([dict(type='HierarchicalKNNMetric', k=9,
+                                    temperature=0.07,
+                                    aggregation=aggregation)])
+        evaluator.dataset_meta = dict(classes=CLASSES)
+        evaluator.process(samples[:20])
+        evaluator.process(samples[20:])
+        metrics[aggregation] = evaluator.evaluate(len(samples))
+        lasts[aggregation] = evaluator.metrics[0].last_results
+    # the patch votes are exact: (0, 0, 9e^{1/T}), (4, 5, 0) e^{1/T}, ...
+    scores = lasts['published']['query_scores']
+    norm = scores / scores.sum(1, keepdim=True)
+    expected = torch.tensor([[0., 0., 1.], [4 / 9, 5 / 9, 0.],
+                             [4 / 9, 5 / 9, 0.], [1., 0., 0.]],
+                            dtype=norm.dtype)
+    assert torch.allclose(norm, expected, atol=1e-12)
+    for aggregation, group_acc in (('sum', 50.0), ('published', 100.0)):
+        m = metrics[aggregation]
+        assert m['patch/acc'] == 50.0
+        assert m['slide/acc'] == group_acc and m['patient/acc'] == group_acc
+        assert lasts[aggregation]['aggregation'] == aggregation
+    assert lasts['sum']['levels']['slide']['confusion'][2] == [0, 1, 0]
+    assert lasts['published']['levels']['slide']['confusion'][2] == \
+        [0, 0, 1]
+
+    # and the metric equals the functional pipeline in 'published' mode
+    dicts = [s.to_dict() for s in samples]
+    is_query = torch.tensor([d['knn_role'] == 'query' for d in dicts])
+    feats = torch.stack([d['feats'] for d in dicts])
+    labels = torch.tensor([int(d['gt_label']) for d in dicts])
+    groups = torch.tensor([d['slide_idx'] for d in dicts])
+    ref_scores = knn_scores(feats[is_query], feats[~is_query],
+                            labels[~is_query], 3, k=9, temperature=0.07)
+    ref = hierarchical_metrics(ref_scores, labels[is_query],
+                               groups[is_query], groups[is_query], 3,
+                               aggregation='published')
+    for key in KEYS:
+        level, name = key.split('/')
+        assert metrics['published'][key] == pytest.approx(
+            ref[level][name]), key
+
+
+def test_unknown_aggregation_is_refused():
+    with pytest.raises(ValueError, match=r"HierarchicalKNNMetric: "
+                       r"aggregation must be one of \('sum', 'published'\), "
+                       r"got 'softmax'"):
+        HierarchicalKNNMetric(aggregation='softmax')
+    assert HierarchicalKNNMetric().aggregation == 'sum'

@@ -1,6 +1,7 @@
 """Attribute explanations: mapping, ground truth, top-k, aggregation, and
 precision@k against hand computations (NumPy) on a fake model with known
-head weights."""
+head weights (raw ranking; the relative ranking is tested in
+``test_relative_ranking.py``)."""
 import os.path as osp
 
 import numpy as np
@@ -164,20 +165,24 @@ MEAN, STD = 0.5, 0.25
 class FakeHLSS(nn.Module):
     """HLSS stand-in: features = per-channel image means (C = 3 = text
     dim, so the heads have no bridge); real text-aligned heads with two
-    free outputs each, which must not be reported."""
+    free outputs each, which must not be reported.
 
-    def __init__(self):
+    Args:
+        text (dict): ``{level: (A, 3)}`` attribute text embeddings.
+    """
+
+    def __init__(self, text=TEXT):
         super().__init__()
         init_default_scope('mmpretrain')
         self.data_preprocessor = MODELS.build(dict(
             type='SelfSupDataPreprocessor', mean=[MEAN] * 3, std=[STD] * 3))
-        self.levels = tuple(TEXT)
+        self.levels = tuple(text)
         self.heads = nn.ModuleDict({
             lv: HierarchicalTextAlignedHead(
                 t, in_channels=3, num_outputs=len(t) + 2, level=lv,
                 attribute_names=[f'{lv}{i}' for i in range(len(t))],
                 hvc_loss=dict(type='HierarchicalSupConLoss'), ha_loss=None)
-            for lv, t in TEXT.items()})
+            for lv, t in text.items()})
 
     def extract_feat(self, x):
         return x.mean(dim=(2, 3))
@@ -226,7 +231,7 @@ def _hand_top(scores, names, k):
 
 def test_slide_and_patient_aggregate_their_own_patches():
     model = FakeHLSS()
-    explainer = AttributeExplainer(model)
+    explainer = AttributeExplainer(model, ranking='raw')
     images = _images()
     trained = explainer.similarities(images)
     untrained = {lv: -s for lv, s in trained.items()}  # a different model
@@ -248,6 +253,8 @@ def test_slide_and_patient_aggregate_their_own_patches():
             assert [n for n, _ in item['top_k']] == want
             np.testing.assert_allclose([s for _, s in item['top_k']], values,
                                        atol=1e-5)
+            np.testing.assert_allclose(item['similarity'], values,
+                                       atol=1e-5)
             want_u, _ = _hand_top(-hand[rows].mean(0), names, 2)
             assert item['untrained_top_k'] == want_u
     # patch level: every patch is its own item
@@ -261,7 +268,7 @@ def test_slide_and_patient_aggregate_their_own_patches():
 
 
 def test_precision_of_a_level_uses_each_items_truth():
-    explainer = AttributeExplainer(FakeHLSS())
+    explainer = AttributeExplainer(FakeHLSS(), ranking='raw')
     images = _images()
     trained = explainer.similarities(images)
     sims = dict(trained=trained, untrained={k: -v for k, v in
@@ -372,7 +379,9 @@ def test_checkpoint_keys_must_match(tmp_path):
     load_state_dict_strict(model, str(path))
     assert torch.equal(model[1].weight, good['1.weight'])
     (tmp_path / 'junk.pth').write_text('not a checkpoint')
-    with pytest.raises(ExplainError, match='weights_only=True'):
+    with pytest.raises(ExplainError,
+                       match='cannot be read weights-only: it is not a '
+                       'file written'):
         load_state_dict_strict(model, str(tmp_path / 'junk.pth'))
     with pytest.raises(ExplainError, match='no such file'):
         load_state_dict_strict(model, str(tmp_path / 'missing.pth'))

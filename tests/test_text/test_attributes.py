@@ -5,10 +5,13 @@ from collections import Counter
 
 import pytest
 
+from hlss_plugin.synthetic.attribute_map import ATTRIBUTE_MAP, mapped_names
 from hlss_plugin.synthetic.morphology import ATTRIBUTE_NAMES
 from hlss_plugin.text import (ATTRIBUTE_LEVELS, SHIPPED_ATTRIBUTE_FILES,
                               attribute_file_path, load_attributes,
                               validate_attributes)
+from hlss_plugin.text.attributes import (SHIPPED_ATTRIBUTES_PER_LEVEL,
+                                         SHIPPED_DESCRIPTIONS_PER_ATTRIBUTE)
 
 LEVELS = ('patch', 'slide', 'patient')
 
@@ -18,17 +21,24 @@ def _norm(text):
 
 
 # ------------------------------------------------------------ shipped files
+def test_shipped_sizes_are_the_hlss_recipe():
+    assert SHIPPED_ATTRIBUTES_PER_LEVEL == 128
+    assert SHIPPED_DESCRIPTIONS_PER_ATTRIBUTE == 4
+
+
 @pytest.mark.parametrize('source', ['srh', 'he'])
 def test_shipped_files_meet_counts(source):
+    """The HLSS recipe: 128 attributes per level, 4 descriptions each."""
     attrs = load_attributes(source)
     assert tuple(attrs) == LEVELS == ATTRIBUTE_LEVELS
     for level in LEVELS:
-        assert len(attrs[level]) >= 32, level
+        assert len(attrs[level]) == 128, (source, level, len(attrs[level]))
         for name, descriptions in attrs[level].items():
-            assert len(descriptions) >= 3, (level, name)
+            assert len(descriptions) >= 4, (source, level, name)
             for text in descriptions:
                 # Short sentence fragments: about 5 to 15 words.
                 assert 4 <= len(text.split()) <= 15, text
+                assert len(text) < 160, text
 
 
 @pytest.mark.parametrize('source', ['srh', 'he'])
@@ -84,6 +94,17 @@ def test_shipped_files_cover_the_synthetic_ground_truth(source):
     assert re.search('spindle-cell fascicles', names)
 
 
+@pytest.mark.parametrize('level', LEVELS)
+def test_srh_file_keeps_every_name_of_the_synthetic_attribute_map(level):
+    """``hlss_plugin/synthetic/attribute_map.py`` names SRH attributes; a
+    rename in the JSON would silently drop ground truth."""
+    names = set(load_attributes('srh')[level])
+    wanted = mapped_names(level)
+    assert wanted, level
+    assert [n for n in wanted if n not in names] == []
+    assert set(ATTRIBUTE_MAP) == set(LEVELS)
+
+
 def test_srh_file_uses_srh_language():
     with open(attribute_file_path('srh'), encoding='utf-8') as f:
         raw = f.read()
@@ -127,8 +148,8 @@ def test_duplicate_attribute_key_in_json(tmp_path):
             f'"patient": {others}}}}}')
     path = _write(tmp_path, text)
     with pytest.raises(ValueError,
-                       match=r"attrs\.json: level 'patch'.*duplicate "
-                       r"attribute names \['dense'\]"):
+                       match=r"attrs\.json: level 'patch': duplicate "
+                       r"attribute names \['dense'\].*Merge or rename"):
         load_attributes(path)
     # Plain json.load would have silently kept the last value.
     assert json.loads(text)['levels']['patch']['dense'] == ['crowded cells']
@@ -144,23 +165,29 @@ def test_duplicate_level_key_in_json(tmp_path):
 
 def test_names_differing_only_in_case_are_duplicates(tmp_path):
     doc = _doc(slide={'Dense': ['a b'], 'dense ': ['c d']})
-    with pytest.raises(ValueError, match=r"level 'slide'.*'dense'.*dupli"):
+    with pytest.raises(ValueError,
+                       match=r"attrs\.json: level 'slide', attribute "
+                       r"'dense' duplicates attribute 'Dense'.*merge or "
+                       r'rename'):
         load_attributes(_write(tmp_path, json.dumps(doc)))
 
 
 @pytest.mark.parametrize('name', ['', '   '])
 def test_empty_attribute_name(tmp_path, name):
-    doc = _doc(patient={name: ['a b']})
+    doc = _doc(patient={'dense': ['a b'], name: ['c d']})
     with pytest.raises(ValueError,
-                       match=r"attrs\.json: level 'patient'.*empty attribute"):
+                       match=r"attrs\.json: level 'patient' has an empty "
+                       r'attribute name .*\(attribute 1 of the level\); '
+                       r'give the attribute a name'):
         load_attributes(_write(tmp_path, json.dumps(doc)))
 
 
 def test_empty_description_list(tmp_path):
     doc = _doc(patch={'dense': ['a b'], 'necrosis': []})
     with pytest.raises(ValueError,
-                       match=r"level 'patch', attribute 'necrosis' has an "
-                       r'empty description list'):
+                       match=r"attrs\.json: level 'patch', attribute "
+                       r"'necrosis' has an empty description list; give it "
+                       r'at least one description'):
         load_attributes(_write(tmp_path, json.dumps(doc)))
 
 
@@ -168,17 +195,41 @@ def test_empty_description_list(tmp_path):
 def test_empty_or_whitespace_description(tmp_path, text):
     doc = _doc(slide={'necrosis': ['dead tissue', text]})
     with pytest.raises(ValueError,
-                       match=r"level 'slide', attribute 'necrosis', "
-                       r'description 1 is empty'):
+                       match=r"attrs\.json: level 'slide', attribute "
+                       r"'necrosis', description 1 is empty or only "
+                       r'whitespace; write a description or remove'):
         load_attributes(_write(tmp_path, json.dumps(doc)))
 
 
 def test_duplicate_description_within_attribute(tmp_path):
     doc = _doc(patch={'necrosis': ['dead tissue', 'other', 'Dead  tissue']})
     with pytest.raises(ValueError,
-                       match=r"attribute 'necrosis': description 2 "
-                       r"'Dead  tissue' repeats description 0"):
+                       match=r"attrs\.json: level 'patch', attribute "
+                       r"'necrosis': description 2 'Dead  tissue' repeats "
+                       r'description 0 .*remove or reword it'):
         load_attributes(_write(tmp_path, json.dumps(doc)))
+
+
+def test_description_shared_by_two_attributes_of_a_level(tmp_path):
+    doc = _doc(slide={
+        'necrosis': ['dead tissue', 'no nuclei left'],
+        'haemorrhage': ['pools of blood', 'No  nuclei LEFT'],
+    })
+    with pytest.raises(ValueError,
+                       match=r"attrs\.json: level 'slide', attribute "
+                       r"'haemorrhage': description 1 'No  nuclei LEFT' is "
+                       r"also a description of attribute 'necrosis'.*"
+                       r'reword it or keep it in one attribute'):
+        load_attributes(_write(tmp_path, json.dumps(doc)))
+
+
+def test_levels_may_share_a_description(tmp_path):
+    """The cross-attribute check is per level: the patch and slide views of
+    one concept may use the same words."""
+    doc = _doc(patch={'necrosis': ['dead tissue']},
+               slide={'necrosis': ['dead tissue']})
+    out = load_attributes(_write(tmp_path, json.dumps(doc)))
+    assert out['patch'] == out['slide'] == {'necrosis': ['dead tissue']}
 
 
 def test_missing_level(tmp_path):
@@ -215,7 +266,8 @@ WRONG_TYPES = [
     (_doc(patch=['a']), "level 'patch' must map"),
     (_doc(patch={}), "level 'patch' has no attributes"),
     (_doc(patch=dict(a='b c')), "attribute 'a': expected a list"),
-    (_doc(patch=dict(a=['b c', 3])), 'description 1: expected a string'),
+    (_doc(patch=dict(a=['b c', 3])),
+     'description 1: expected a string, got int; write the description'),
 ]
 
 

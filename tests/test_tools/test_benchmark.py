@@ -1,6 +1,7 @@
 """tools/benchmark.py: an end-to-end run (random + SimCLR, 1 epoch,
-ResNet-18, 32 px), its outputs, failure bookkeeping, errors, --dry-run, and
-the backbone override on every benchmarkable config."""
+ResNet-18, 32 px, learning curves), its outputs, seeds, failure
+bookkeeping, errors, presets and variants on the command line, --dry-run,
+--make-data, and the backbone override on every benchmarkable config."""
 import importlib.util
 import json
 import os
@@ -70,7 +71,10 @@ def split_patches(root, split):
 
 
 def table_rows(markdown):
-    rows = [line for line in markdown.splitlines() if line.startswith('| ')]
+    """The rows of the results table (after the chance-level table)."""
+    lines = markdown.splitlines()
+    lines = lines[lines.index('## Results'):]
+    rows = [line for line in lines if line.startswith('| ')]
     header = [c.strip() for c in rows[0].strip('|').split('|')]
     return [dict(zip(header, (c.strip() for c in row.strip('|').split('|'))))
             for row in rows[1:]]
@@ -82,7 +86,7 @@ def test_end_to_end(root, tmp_path):
     env['TORCH_FORCE_WEIGHTS_ONLY_LOAD'] = '1'
     proc = subprocess.run(
         [sys.executable, TOOL, '--methods', 'random', 'simclr',
-         *common_args(root, work)],
+         '--eval-every', '1', *common_args(root, work)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for ext in ('md', 'json', 'png'):
@@ -108,36 +112,63 @@ def test_end_to_end(root, tmp_path):
     assert list(entries) == ['random', 'simclr']
     assert all(e['error'] is None for e in entries.values())
     assert entries['random']['images_seen'] == 0
-    simclr = entries['simclr']
+    assert [len(e['runs']) for e in entries.values()] == [1, 1]
+    simclr = entries['simclr']['runs'][0]
+    assert simclr['seed'] == 0
     assert simclr['iterations'] == iterations
-    assert simclr['images_seen'] == images
-    assert simclr['train_time_s'] > 0
+    assert simclr['images_seen'] == entries['simclr']['images_seen'] == images
+    assert simclr['train_time_s'] > 0 and simclr['curve_eval_s'] > 0
+    assert simclr['checkpoint'].startswith(osp.join(work, 'simclr', 'seed0'))
     # the checkpoint holds a trained ResNet-18 under 'backbone.'
     state = torch.load(simclr['checkpoint'], weights_only=True)['state_dict']
     assert state['backbone.layer4.1.conv2.weight'].shape == (512, 512, 3, 3)
     assert 'backbone.layer4.2.conv1.weight' not in state
 
+    # learning curve: epoch 0 (untrained) and epoch 1 (= the final model)
+    curve = simclr['curve']
+    assert simclr['curve_path'] == osp.join(work, 'simclr', 'seed0', 'train',
+                                            'curve.jsonl')
+    assert [r['epoch'] for r in curve] == [0, 1]
+    assert 'losses' not in curve[0]
+    assert set(curve[1]['losses']) == {'loss'}  # SimCLR's one term
+    assert curve[1]['losses']['loss'] > 0
+    for level in LEVELS:
+        assert curve[1]['knn'][level] == pytest.approx(
+            simclr['metrics'][level], abs=1e-6)
+    assert curve[1]['diagnostics'] == pytest.approx(simclr['diagnostics'])
+    assert osp.getsize(osp.join(work, 'curves.png')) > 0
+
     rows = {r['method']: r for r in table_rows(markdown)}
     assert set(rows) == set(entries)
     for name, entry in entries.items():
         row = rows[name]
-        assert row['images seen'] == str(entry['images_seen'])
-        assert row['status'] == 'ok'
+        run = entry['runs'][0]
+        assert row['images seen'] == str(run['images_seen'])
+        assert row['status'] == 'ok' and row['seeds'] == '1/1'
         assert float(row['train time (s)']) == pytest.approx(
-            entry['train_time_s'], abs=0.051)
+            run['train_time_s'], abs=0.051)
+        assert row['eff. rank'] == \
+            f'{run["diagnostics"]["effective_rank"]:.1f}'
         for level in LEVELS:
-            assert set(entry['metrics'][level]) == {'acc', 'top2', 'top3',
-                                                    'mca', 'map'}
-            for value in entry['metrics'][level].values():
+            assert set(run['metrics'][level]) == {'acc', 'top2', 'top3',
+                                                  'mca', 'map'}
+            assert entry['metrics'][level] == run['metrics'][level]
+            for value in run['metrics'][level].values():
                 assert 0.0 <= value <= 1.0
             for key in ('acc', 'mca'):
+                # percent, one seed: no ± and no spread mark
                 assert row[f'{level} {key}'] == \
-                    f'{entry["metrics"][level][key]:.3f}'
+                    f'{100 * run["metrics"][level][key]:.1f}'
     # accuracy over a handful of queries: a multiple of 1 / count
     for level, count in (('patch', val_patches),):
         for entry in entries.values():
             acc = entry['metrics'][level]['acc'] * count
             assert acc == pytest.approx(round(acc), abs=1e-4)
+    knn = settings['knn_data']
+    assert knn['query']['patches'] == val_patches
+    assert knn['bank']['patches'] == train_patches
+    assert f'| patch | {val_patches} | {train_patches} | 7 | 14.3 |' \
+        in markdown
     machine = report['machine']
     assert machine['cpu_count'] == os.cpu_count()
     assert machine['torch'] == torch.__version__
@@ -146,32 +177,54 @@ def test_end_to_end(root, tmp_path):
     assert report['command'] in markdown
 
 
-def test_failed_method_is_recorded(root, tmp_path, monkeypatch, capsys):
+def test_failed_method_and_random_seeds(root, tmp_path, monkeypatch,
+                                        capsys):
     calls = []
 
-    def broken(name, cfg, args):
-        calls.append(name)
+    def broken(out_dir, name, cfg, seed):
+        calls.append((osp.relpath(out_dir, work), name, seed,
+                      cfg.randomness.seed,
+                      cfg.train_dataloader.sampler.seed))
         return dict(error='training failed (exit 1): RuntimeError: boom',
                     wall_s=0.5, log='train.log')
 
     monkeypatch.setattr(benchmark, 'run_training', broken)
     work = str(tmp_path / 'work')
     status = benchmark.main(['--methods', 'simclr', 'random',
-                             *common_args(root, work)])
-    assert status == 1 and calls == ['simclr']
+                             *common_args(root, work), '--seeds', '2'])
+    assert status == 1
+    # every seed reaches the model init, augmentation and sampler
+    assert calls == [(osp.join('simclr', 'seed0'), 'simclr', 0, 0, 0),
+                     (osp.join('simclr', 'seed1'), 'simclr', 1, 1, 1)]
     with open(osp.join(work, 'benchmark.json')) as f:
         report = json.load(f)
+    assert report['settings']['seeds'] == [0, 1]
     simclr, random = report['methods']
+    assert simclr['error'].startswith('every seed failed: seed 0: '
+                                      'training failed')
     assert 'RuntimeError: boom' in simclr['error']
     assert simclr['metrics'] is None and simclr['images_seen'] == 0
     assert random['error'] is None
-    assert 0.0 <= random['metrics']['patient']['acc'] <= 1.0
+    # random: one different init per seed, then mean and std over seeds
+    runs = random['runs']
+    assert [r['seed'] for r in runs] == [0, 1]
+    ranks = [r['diagnostics']['effective_rank'] for r in runs]
+    assert ranks[0] != ranks[1]
+    summary = random['summary']['metrics']['patient']['acc']
+    values = [r['metrics']['patient']['acc'] for r in runs]
+    assert summary['mean'] == pytest.approx(sum(values) / 2)
+    assert summary['std'] == pytest.approx(abs(values[0] - values[1])
+                                           / 2 ** 0.5)
     rows = {r['method']: r for r in table_rows(
         open(osp.join(work, 'benchmark.md')).read())}
-    assert rows['simclr']['status'].startswith('failed: training failed')
+    assert rows['simclr']['status'].startswith('failed: every seed failed')
     assert rows['simclr']['patch acc'] == '—'
+    assert rows['simclr']['seeds'] == '0/2'
     assert rows['random']['status'] == 'ok'
+    assert rows['random']['seeds'] == '2/2'
+    assert ' ± ' in rows['random']['patient acc']
     assert osp.isfile(osp.join(work, 'benchmark.png'))
+    assert not osp.exists(osp.join(work, 'curves.png'))  # no --eval-every
     assert 'failed: simclr' in capsys.readouterr().err
 
 
@@ -190,6 +243,16 @@ def test_unknown_or_missing_method(root, tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match='given twice: random'):
         benchmark.main(['--methods', 'random', 'random',
                         *common_args(root, work)])
+    # a named variant and its options are the same run
+    with pytest.raises(SystemExit, match=r'given twice: hlss:ha=off '
+                       r'\(= hlss_no_ha\)'):
+        benchmark.main(['--methods', 'hlss_no_ha', 'hlss:ha=off',
+                        *common_args(root, work)])
+    with pytest.raises(SystemExit, match="ha='maybe' is not allowed"):
+        benchmark.main(['--methods', 'hlss:ha=maybe',
+                        *common_args(root, work)])
+    with pytest.raises(SystemExit, match='unknown method.*hlss_tiny'):
+        benchmark.main(['--methods', 'hlss_tiny', *common_args(root, work)])
     assert not osp.exists(work)
 
 
@@ -213,6 +276,90 @@ def test_dry_run_prints_overrides(root, tmp_path, capsys):
     warmup = max(1, round(0.1 * iters))
     assert re.search(rf'CosineAnnealingLR\(begin={warmup}, end={iters}, '
                      rf'T_max={iters - warmup}, by_epoch=False\)', out)
+
+
+def test_preset_flags_and_seeds_resolve(root, tmp_path, monkeypatch):
+    monkeypatch.setitem(benchmark.PRESETS, 'tiny', dict(
+        crop_size=48, budget=2, k=7, eval_every=1, seeds=3))
+    base = ['--data-root', root, '--work-dir', str(tmp_path), '--methods',
+            'random']
+    args = benchmark.parse_args(base + ['--preset', 'tiny', '--crop-size',
+                                        '32'])
+    assert (args.crop_size, args.sources['crop_size']) == (32, 'flag')
+    assert (args.budget, args.sources['budget']) == (2, 'preset tiny')
+    assert (args.k, args.eval_every) == (7, 1)
+    assert args.seeds == [0, 1, 2]
+    assert (args.backbone, args.sources['backbone']) == ('resnet18',
+                                                         'default')
+    args = benchmark.parse_args(base + ['--preset', 'tiny', '--seed-list',
+                                        '5', '9', '--eval-every', '0'])
+    assert args.seeds == [5, 9] and args.eval_every is None
+    args = benchmark.parse_args(base + ['--budget', '1', '--seed', '4'])
+    assert args.seeds == [4] and args.eval_every is None
+    assert benchmark.parse_args(base + ['--budget', '1']).seeds == [0]
+    for extra, message in (
+            ([], '--budget is required'),
+            (['--budget', '1', '--seeds', '0'], 'must be >= 1'),
+            (['--budget', '1', '--seed-list', '1', '1'], 'given twice'),
+            (['--budget', '1', '--seeds', '2', '--seed', '1'],
+             'not allowed with argument'),
+            (['--budget', '0'], '--budget must be an int >= 1')):
+        with pytest.raises(SystemExit):
+            benchmark.parse_args(base + extra)
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(['--work-dir', str(tmp_path), '--methods',
+                              'random', '--budget', '1'])  # no data root
+
+
+def test_dry_run_with_preset_and_variant(root, tmp_path, capsys):
+    work = str(tmp_path / 'work')
+    status = benchmark.main([
+        '--methods', 'random', 'hlss_ha_published', '--dry-run',
+        '--preset', 'cpu', '--data-root', root, '--work-dir', work,
+        '--crop-size', '32', '--budget', '1', '--seed-list', '3', '4'])
+    out = capsys.readouterr().out
+    assert status == 0 and not osp.exists(work)
+    for line in ('[settings] preset: cpu', '  crop_size: 32 (flag)',
+                 '  budget: 1 (flag)', '  seeds: [3, 4] (flag)',
+                 f"  backbone: {benchmark.PRESETS['cpu']['backbone']!r} "
+                 f'(preset cpu)',
+                 "[hlss_ha_published] configs/mmpretrain/hlss_srh.py + "
+                 "{'ha': 'published'}",
+                 'model.heads.patch.ha_loss: HierarchicalAlignmentLoss('
+                 'loss_weight=1.0, detach=False) -> HierarchicalAlignment'
+                 'Loss(loss_weight=1.0, detach=True)',
+                 'train_dataloader.sampler.seed: None -> 3',
+                 "randomness: {'seed': 0, 'deterministic': False} -> "
+                 "{'seed': 3,",
+                 'KNNCurveHook(interval=', '[seeds] [3, 4]',
+                 'curves every'):
+        assert line in out, line
+
+
+def test_make_data(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(benchmark.PRESETS, 'tiny', dict(
+        budget=1, data=dict(patients_per_class=2, slides=1, patches=1,
+                            size=32)))
+    work = str(tmp_path / 'work')
+    argv = ['--methods', 'random', '--preset', 'tiny', '--make-data',
+            '--work-dir', work]
+    # a dry run says what it would write and writes nothing
+    assert benchmark.main(argv + ['--dry-run']) == 0
+    out = capsys.readouterr().out
+    data_root = osp.join(work, 'synthetic_srh')
+    assert "'patients_per_class': 2" in out and data_root in out
+    assert 'does not exist yet' in out and not osp.exists(work)
+    args = benchmark.parse_args(argv)
+    assert args.data_root == data_root
+    assert benchmark.make_data(args)['patches'] == 1
+    with open(osp.join(data_root, 'meta', 'opensrh.json')) as f:
+        assert len(json.load(f)) == 14  # 7 classes x 2 patients
+    assert benchmark.make_data(args) is None  # exists: used as it is
+    # without --make-data a missing root stops with the fix
+    with pytest.raises(SystemExit, match='--make-data'):
+        benchmark.main(['--methods', 'random', '--budget', '1',
+                        '--data-root', str(tmp_path / 'none'),
+                        '--work-dir', work])
 
 
 @pytest.fixture(scope='module')
@@ -252,3 +399,27 @@ def test_backbone_override_builds_every_config(method, batch):
         losses = model(**data, mode='loss')
     assert losses and all(torch.isfinite(v).all() for k, v in losses.items()
                           if k.startswith('loss'))
+
+
+def test_reuse_keeps_a_finished_run_of_the_identical_config(tmp_path):
+    tool = _load_tool()
+    cfg = Config(dict(model=dict(type='X'), work_dir=str(tmp_path / 'w')))
+    out = str(tmp_path / 'hlss' / 'seed0')
+    os.makedirs(out)
+    ckpt = tmp_path / 'epoch_1.pth'
+    ckpt.write_bytes(b'')
+    with open(osp.join(out, 'hlss_benchmark_config.py'), 'w') as f:
+        f.write(cfg.pretty_text)
+    with open(osp.join(out, 'train_result.json'), 'w') as f:
+        json.dump(dict(iterations=3, checkpoint=str(ckpt), wall_s=1.5), f)
+    result = tool.run_training(out, 'hlss', cfg, 0, reuse=True)
+    assert result['reused'] and result['iterations'] == 3
+    # a folder holding another config is not reused
+    other = Config(dict(model=dict(type='Y'), work_dir=str(tmp_path / 'w')))
+    assert not tool._reusable(osp.join(out, 'hlss_benchmark_config.py'),
+                              other.pretty_text,
+                              osp.join(out, 'train_result.json'))
+    ckpt.unlink()  # a result whose checkpoint is gone is not reused either
+    assert not tool._reusable(osp.join(out, 'hlss_benchmark_config.py'),
+                              cfg.pretty_text,
+                              osp.join(out, 'train_result.json'))

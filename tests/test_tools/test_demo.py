@@ -11,13 +11,13 @@ def test_demo_writes_report_and_grid(tmp_path):
     out = subprocess.run(
         [sys.executable, osp.join(REPO, 'tools', 'demo.py'), '--work-dir',
          str(work), '--patients-per-class', '3', '--patches', '4',
-         '--num-workers', '0', '--max-epochs', '1'],
+         '--num-workers', '0', '--max-epochs', '1', '--k', '5'],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     report = (work / 'report.md').read_text()
     # 4 patients x 2 slides x 2 patches, two 224 px views each
     assert '16 patches = 4 patients × 2 slides × 2 patches; 2 views' in report
-    assert '(16, 3, 96, 96)' in report  # hlss_srh_tiny's 96 px views
+    assert '(16, 3, 64, 64)' in report  # the demo's 64 px views
     batch_part = report.split('![batch]')[0]
     rows = [line for line in batch_part.splitlines()
             if line.startswith('| SYN')]

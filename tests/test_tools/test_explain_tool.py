@@ -40,8 +40,7 @@ TINY = f"""
 _base_ = [{osp.join(REPO, 'configs', 'mmpretrain', 'hlss_srh_tiny.py')!r}]
 model = dict(
     backbone=dict(base_channels=8, stem_channels=8), in_channels=64,
-    heads=dict(patch=dict(bridge_hidden=32), slide=dict(bridge_hidden=32),
-               patient=dict(bridge_hidden=32)))
+    heads=dict(patch=dict(), slide=dict(), patient=dict()))
 """
 # hlss_srh_fast.py with the same narrow ResNet-18, 64 px views, 8-patch
 # batches and no worker processes.
@@ -50,8 +49,7 @@ _base_ = [{osp.join(REPO, 'configs', 'mmpretrain', 'hlss_srh_fast.py')!r}]
 model = dict(
     backbone=dict(depth=18, base_channels=8, stem_channels=8),
     in_channels=64, data_preprocessor=dict(augment=dict(crop_size=64)),
-    heads=dict(patch=dict(bridge_hidden=32), slide=dict(bridge_hidden=32),
-               patient=dict(bridge_hidden=32)))
+    heads=dict(patch=dict(), slide=dict(), patient=dict()))
 train_dataloader = dict(batch_size=8, num_workers=0, persistent_workers=False,
                         pin_memory=False, sampler=dict(patients_per_batch=2))
 """
@@ -118,13 +116,21 @@ def _check_result(result, top_k, num_attributes=None):
     for level, entry in result['levels'].items():
         names = entry['attributes']
         for item in entry['items']:
-            assert {'id', 'class', 'num_patches', 'top_k', 'untrained_top_k',
-                    'ground_truth'} <= set(item)
-            assert len(item['top_k']) == top_k
+            assert {'id', 'class', 'num_patches', 'top_k', 'similarity',
+                    'untrained_top_k', 'ground_truth'} <= set(item)
+            assert len(item['top_k']) == len(item['similarity']) == top_k
             assert all(n in names for n, _ in item['top_k'])
-            sims = [s for _, s in item['top_k']]
-            assert sims == sorted(sims, reverse=True)
+            scores = [s for _, s in item['top_k']]
+            assert scores == sorted(scores, reverse=True)
+            if result['ranking'] == 'raw':
+                assert item['similarity'] == scores
             assert set(item['ground_truth']) <= set(names)
+        d = entry['distinct_top_k']
+        assert d['items'] == len(entry['items'])
+        for model in ('trained', 'untrained'):
+            assert 1 <= d[model] <= d['items']
+            assert d['fraction'][model] == d[model] / d['items']
+            assert d['at_least_half'][model] == (d[model] >= d['items'] / 2)
         p = entry['precision_at_k']
         for key in ('trained', 'untrained', 'chance'):
             assert 0.0 <= p[key] <= 1.0, (level, key, p)
@@ -141,6 +147,9 @@ def test_cli_writes_report_for_a_train_style_checkpoint(setup):
         cwd=REPO, capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stderr[-3000:]
     assert 'patch: precision@3 trained' in run.stdout
+    assert 'ranking relative (z-score per attribute over 42 patches of ' \
+        "split 'train')" in run.stdout
+    assert 'distinct top-3 sets / items: trained' in run.stdout
     result = json.loads((out / 'explain.json').read_text())
     _check_result(result, 3)
     levels = result['levels']
@@ -154,8 +163,16 @@ def test_cli_writes_report_for_a_train_style_checkpoint(setup):
         assert patient in {it['id'] for it in levels['patient']['items']}
     md = (out / 'explain.md').read_text()
     for heading in ('## patch (42 items', '## slide (14 items',
-                    '## patient (7 items', '| level | precision@3 trained'):
+                    '## patient (7 items', '| level | precision@3 trained',
+                    'distinct top-3 sets trained | distinct top-3 sets '
+                    'untrained |', '| top-3 (z-score; similarity) |'):
         assert heading in md
+    for level, entry in levels.items():
+        d, p = entry['distinct_top_k'], entry['precision_at_k']
+        assert (f'| {level} | {p["trained"]:.3f} | {p["untrained"]:.3f} | '
+                f'{p["chance"]:.3f} | ') in md
+        assert (f'{d["trained"]}/{d["items"]} = '
+                f'{d["fraction"]["trained"]:.3f}') in md
     assert md.count('| SYN') >= 8  # example rows of slides and patients
 
 
@@ -172,6 +189,33 @@ def test_untrained_equals_a_checkpoint_of_the_seed_0_init(setup):
         assert p['trained'] == p['untrained']
     assert sum(it['num_patches']
                for it in result['levels']['patient']['items']) == 10
+
+
+def test_relative_ranking_is_item_specific_where_raw_is_not(setup):
+    # the real SRH attribute heads: raw similarities rank the same few
+    # attributes first for (almost) every item; against the train split's
+    # statistics every level gets distinct top-5 sets for most items
+    raw = explain(setup['config'], setup['train_style'],
+                  data_root=setup['data'], ranking='raw')
+    relative = explain(setup['config'], setup['train_style'],
+                       data_root=setup['data'],
+                       max_reference_patches=30)
+    _check_result(raw, 5)
+    _check_result(relative, 5)
+    assert raw['reference'] is None
+    assert relative['reference'] == dict(split='train', num_patches=30)
+    for level in ('patch', 'slide', 'patient'):
+        d_raw = raw['levels'][level]['distinct_top_k']
+        d_rel = relative['levels'][level]['distinct_top_k']
+        for model in ('trained', 'untrained'):
+            assert d_rel['at_least_half'][model], (level, model, d_rel)
+            assert d_rel[model] > d_raw[model], (level, model)
+        # the same similarities underneath: only the order changes
+        for it_raw, it_rel in zip(raw['levels'][level]['items'],
+                                  relative['levels'][level]['items']):
+            assert it_raw['id'] == it_rel['id']
+            assert max(it_rel['similarity']) <= it_raw['top_k'][0][1] + 1e-6
+    assert raw['levels']['patch']['distinct_top_k']['trained'] <= 3
 
 
 def test_without_ground_truth_only_rankings_are_reported(setup, tmp_path):
@@ -221,9 +265,15 @@ def test_empty_split_non_hlss_config_and_large_top_k(setup):
     assert 'explain needs HLSS text-aligned heads' in msg
     assert 'SimCLR' in msg
     msg = _tool_error([setup['config'], setup['plain'], '--data-root',
-                       setup['data'], '--top-k', '36'])
-    assert 'top_k=36 is larger than the number of attributes' in msg
-    assert "'slide': 35" in msg
+                       setup['data'], '--max-reference-patches', '1'])
+    assert 'max_reference_patches must be an int >= 2' in msg
+    msg = _tool_error([setup['config'], setup['plain'], '--data-root',
+                       setup['data'], '--reference-split', 'empty'])
+    assert "split 'empty'" in msg and 'no patches' in msg
+    msg = _tool_error([setup['config'], setup['plain'], '--data-root',
+                       setup['data'], '--top-k', '129'])
+    assert 'top_k=129 is larger than the number of attributes' in msg
+    assert "'slide': 128" in msg
 
 
 @pytest.fixture(scope='module')
@@ -282,19 +332,32 @@ def test_fast_config_views_are_the_preprocessors_eval_output(
     want = pre(dict(inputs=torch.from_numpy(raw), data_samples=None),
                training=False)['inputs']
     for name in ('trained', 'untrained'):
+        # the 10 explained patches, then the relative ranking's reference
+        # bank: the 42 patches of the train split
         got = torch.cat(seen[name]['inputs'])
-        assert got.shape == (10, 3, 64, 64)
-        assert torch.equal(got, want), name
+        assert got.shape == (10 + 42, 3, 64, 64)
+        assert torch.equal(got[:10], want), name
+    assert result['ranking'] == 'relative'
+    assert result['reference'] == dict(split='train', num_patches=42)
     # ... which is the SRH third channel, then mean / std normalisation
     ch2, ch3 = raw[:, 0].astype(np.float64), raw[:, 1].astype(np.float64)
     unit = np.clip(np.stack([ch3 - ch2 + 5000, ch2, ch3], 1) / 65535, 0, 1)
     mean = np.array(pre_cfg.mean)[None, :, None, None]
     std = np.array(pre_cfg.std)[None, :, None, None]
     np.testing.assert_allclose(want.numpy(), (unit - mean) / std, atol=1e-5)
-    # the reported patch similarities come from those views
+    # the reported patch similarities come from those views, the ranking
+    # scores are their z-scores against the bank's views
     model = seen['trained']['model']
     head = model.heads['patch']
+    bank_views = torch.cat(seen['trained']['inputs'])[10:]
     with torch.no_grad():
-        sims = head(model.extract_feat(want))[1][:, :head.num_attributes]
+        sims, bank = (head(model.extract_feat(x))[1][:, :head.num_attributes]
+                      .double().numpy() for x in (want, bank_views))
+    z = (sims - bank.mean(0)) / bank.std(0)
+    column = {n: a for a, n in enumerate(
+        result['levels']['patch']['attributes'])}
+    top1 = [column[it['top_k'][0][0]] for it in patches]
+    np.testing.assert_allclose([it['similarity'][0] for it in patches],
+                               sims[range(10), top1], atol=1e-5)
     np.testing.assert_allclose([it['top_k'][0][1] for it in patches],
-                               sims.max(1).values.numpy(), atol=1e-5)
+                               z.max(1), rtol=1e-4, atol=1e-4)

@@ -34,8 +34,8 @@ TRAIN = osp.join(REPO, 'tools', 'train.py')
 DIST_TRAIN = osp.join(REPO, 'tools', 'dist_train.sh')
 CONFIG = osp.join(REPO, 'tests', 'test_tools', 'configs',
                   'simclr_tiny_srh.py')
-# 14 train patients, P x S x K = 2 x 2 x 2: 7 iterations per epoch on one
-# process, 3 per rank on two.
+# 14 train patients, P x S x K = 2 x 2 x 2 (P over all ranks): 7 iterations
+# per epoch, on one process and on two.
 ITERS_PER_EPOCH = 7
 # Views without randomness (centre 32 px crop, no ops), so that a resumed
 # run can match an uninterrupted one bit for bit (see test_resume_*).
@@ -209,6 +209,39 @@ def test_resume_from_checkpoint_path(full_run, interrupted_run, srh_root,
     _assert_resumed_like_full(work, full_run, first_run=interrupted_run)
 
 
+def _last_line(proc):
+    assert proc.returncode != 0
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def test_resume_garbage_file_is_a_one_line_error(srh_root, tmp_path):
+    garbage = tmp_path / 'epoch_9.pth'
+    garbage.write_bytes(b'not a checkpoint at all')
+    proc = run_train('--data-root', srh_root, '--work-dir',
+                     str(tmp_path / 'w'), '--resume', str(garbage))
+    line = _last_line(proc)
+    assert line.startswith(f'tools/train.py: error: --resume: {garbage} is '
+                           f'not a readable checkpoint: it is not a file '
+                           f'written by torch.save')
+    assert 'pass a checkpoint a training run wrote' in line
+    assert 'weights_only` set to `False' not in proc.stderr
+    assert 'Traceback' not in proc.stderr
+
+
+def test_resume_with_changed_model_is_a_one_line_error(interrupted_run,
+                                                       srh_root, tmp_path):
+    ckpt = osp.join(interrupted_run, 'epoch_1.pth')
+    proc = run_train('--data-root', srh_root, '--work-dir',
+                     str(tmp_path / 'w'), '--resume', ckpt, '--cfg-options',
+                     'model.neck.hid_channels=24')
+    line = _last_line(proc)
+    assert line.startswith(f'tools/train.py: error: --resume: checkpoint '
+                           f'{ckpt} was saved by another model or optimizer')
+    assert 'neck.fc0.weight (checkpoint (32, 64), model (24, 64))' in line
+    assert 'Resume with the config the checkpoint was trained with' in line
+    assert 'Traceback' not in proc.stderr
+
+
 # ----------------------------------------------------- (c) distributed, CPU
 def test_dist_train_sh_two_gloo_processes(srh_root, tmp_path):
     work = str(tmp_path / 'dist')
@@ -224,15 +257,17 @@ def test_dist_train_sh_two_gloo_processes(srh_root, tmp_path):
     assert 'DeviceAwareDistributedDataParallel: the module is on the CPU' \
         in log
     ckpt = load_ckpt(osp.join(work, 'epoch_1.pth'))
-    assert ckpt['meta']['iter'] == 3  # 14 patients // (2 x 2 ranks)
+    # P = 2 patients per step over both ranks (batch_scope='global'): as
+    # many steps as on one process, 1 patient x 2 x 2 per rank and step
+    assert ckpt['meta']['iter'] == ITERS_PER_EPOCH  # 14 patients // 2
     probes = []
     for rank in (0, 1):
         with open(osp.join(work, f'probe_rank{rank}.json')) as f:
             probes.append(json.load(f))
         assert probes[rank]['rank'] == rank
         assert probes[rank]['world_size'] == 2
-        assert probes[rank]['iter'] == 3
-        assert len(probes[rank]['patients']['1']) == 3 * 8
+        assert probes[rank]['iter'] == ITERS_PER_EPOCH
+        assert len(probes[rank]['patients']['1']) == ITERS_PER_EPOCH * 4
     # ranks train on disjoint patients (HierarchicalSampler under DDP) ...
     assert not (set(probes[0]['patients']['1']) &
                 set(probes[1]['patients']['1']))
@@ -296,9 +331,12 @@ def test_fast_config_trains_on_cpu_with_its_bf16_fallback(srh_root,
 
 
 def test_batch_size_not_p_s_k_fails_via_hook(srh_root, tmp_path):
+    # Without HierarchicalBatchSampler (which would refuse the batch size
+    # when the DataLoader is built) the hook catches it.
     work = tmp_path / 'w'
     proc = run_train('--data-root', srh_root, '--work-dir', work,
-                     '--cfg-options', 'train_dataloader.batch_size=6')
+                     '--cfg-options', 'train_dataloader.batch_size=6',
+                     'train_dataloader.batch_sampler=None')
     assert proc.returncode != 0
     assert ('ValueError: train_dataloader.batch_size is 6 but '
             'HierarchicalSampler yields chunks') in proc.stderr
@@ -396,6 +434,74 @@ def test_batch_check_hook_finds_sampler_and_batch_size():
     # a sampler without check_batch_size: nothing to check
     loader = torch.utils.data.DataLoader(dataset, batch_size=3)
     hook.before_train(_runner(loader))
+
+
+class _HierarchyDataset:
+    """8 patients x 1 slide x 2 patches; items are their own index."""
+
+    def __init__(self):
+        from hlss_plugin.datasets.hierarchy import Hierarchy
+        self.hierarchy = Hierarchy.from_items(
+            item_patient=[i // 2 for i in range(16)],
+            item_slide=[i // 2 for i in range(16)],
+            patient_labels=[0] * 8, patient_names=tuple('abcdefgh'),
+            slide_names=tuple('abcdefgh'))
+
+    def get_hierarchy(self):
+        return self.hierarchy
+
+    def __len__(self):
+        return 16
+
+    def __getitem__(self, idx):
+        return idx
+
+
+def test_batch_check_hook_global_scope_on_two_ranks():
+    from hlss_plugin.datasets.samplers import (HierarchicalBatchSampler,
+                                               HierarchicalSampler)
+    hook = HierarchicalBatchCheckHook()
+    dataset = _HierarchyDataset()
+
+    def sampler(**kwargs):
+        return HierarchicalSampler(dataset, patients_per_batch=4,
+                                   slides_per_patient=1, patches_per_slide=2,
+                                   seed=0, rank=1, world_size=2, **kwargs)
+
+    # global scope (P = 4 over 2 ranks): a plain DataLoader with the
+    # config's batch size 8 mixes two chunks per batch; the fix is named
+    loader = torch.utils.data.DataLoader(dataset, batch_size=8,
+                                         sampler=sampler())
+    with pytest.raises(ValueError,
+                       match=r"train_dataloader.batch_size is 8 .*"
+                       r"train_dataloader.batch_sampler=dict\(type="
+                       r"'HierarchicalBatchSampler'\)"):
+        hook.before_train(_runner(loader))
+    # the batch sampler batches per-rank chunks of 2 patients x 1 x 2
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=HierarchicalBatchSampler(sampler(), 8))
+    hook.before_train(_runner(loader))
+    assert [len(b) for b in loader] == [4, 4]
+    # auto_scale_lr would scale by world_size x the global batch
+    runner = SimpleNamespace(train_dataloader=loader,
+                             auto_scale_lr=dict(enable=True,
+                                                base_batch_size=8))
+    with pytest.raises(ValueError,
+                       match=r"auto_scale_lr.enable=True.*batch_scope="
+                       r"'global'.*2 times too large; set "
+                       r'auto_scale_lr.enable=False'):
+        hook.before_train(runner)
+    runner.auto_scale_lr = dict(enable=False, base_batch_size=8)
+    hook.before_train(runner)
+    # per_gpu: mmengine's batch size is per GPU, auto_scale_lr is right
+    per_gpu = sampler(batch_scope='per_gpu')
+    runner.train_dataloader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=HierarchicalBatchSampler(per_gpu, 8))
+    runner.auto_scale_lr = dict(enable=True, base_batch_size=8)
+    hook.before_train(runner)
+    runner.train_dataloader = torch.utils.data.DataLoader(
+        dataset, batch_size=8, sampler=per_gpu)
+    hook.before_train(runner)
 
 
 # ------------------------------------- (e) DeviceAwareDistributedDataParallel

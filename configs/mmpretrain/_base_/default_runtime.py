@@ -8,7 +8,18 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # Under DDP, BatchNorm running stats are averaged over the ranks before
+    # each checkpoint and validation, so validation evaluates exactly the
+    # weights and buffers that are saved (a no-op on one process).
+    sync_buffers=dict(type='EvalBufferSyncHook'),
+    # Before the first iteration: builds and checks what validation / test
+    # need (non-empty bank and query, k vs bank size, patch size vs every
+    # crop, one on_bad_patch policy per split).
+    preflight=dict(type='PreflightHook'),
 )
+# (Both are default_hooks, not custom_hooks, so configs that replace the
+# custom_hooks list keep them; turn one off with e.g.
+# --cfg-options default_hooks.preflight.enabled=False.)
 # PlainCheckpointHook keeps checkpoints loadable with
 # torch.load(weights_only=True) (torch>=2.6), so `--resume` works without
 # allow-listing anything. HierarchicalBatchCheckHook stops before the first

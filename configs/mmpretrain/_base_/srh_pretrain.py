@@ -1,7 +1,8 @@
 # Everything but the model for the self-supervised baselines on OpenSRH, set
 # as in hlss_srh.py so the baselines see the same batches, augmentations,
-# schedule and runtime: 32 patients x 2 slides x 2 patches x 2 views per GPU,
-# AdamW lr 1e-3, 10 % linear warm-up then cosine, 1000 epochs.
+# schedule and runtime: 32 patients x 2 slides x 2 patches x 2 views per step
+# over all GPUs (global batch), AdamW lr 1e-3, 10 % linear warm-up then
+# cosine, 1000 epochs.
 # No evaluation here: srh_pretrain_knn_val.py adds the hierarchical kNN
 # validation (with loops that also embed MMPretrain's algorithms, which have
 # no 'predict' mode); the baseline configs use that file.

@@ -27,8 +27,8 @@ Lightly's image transforms are PIL-based and draw their randomness inside
 ``__call__``, so they cannot be reused here; the ops below are plain torch.
 
 Op names (for ``SRHAugment(ops=[dict(type=name, ...)])``):
-``hflip``, ``vflip``, ``gaussian_noise``, ``color_jitter``, ``autocontrast``,
-``solarize``, ``sharpness``, ``gaussian_blur``, ``affine``,
+``resize``, ``hflip``, ``vflip``, ``gaussian_noise``, ``color_jitter``,
+``autocontrast``, ``solarize``, ``sharpness``, ``gaussian_blur``, ``affine``,
 ``random_resized_crop``, ``erasing``.
 """
 import math
@@ -131,6 +131,18 @@ def _as_pair(value: Union[float, Sequence[float]], name: str,
     return float(value[0]), float(value[1])
 
 
+def _as_size(size: Union[int, Sequence[int]], name: str) -> Tuple[int, int]:
+    """An int ``s`` -> ``(s, s)``; a pair must hold two positive ints."""
+    if isinstance(size, int) and not isinstance(size, bool):
+        size = (size, size)
+    if (not isinstance(size, (tuple, list)) or len(size) != 2
+            or not all(isinstance(s, int) and not isinstance(s, bool)
+                       and s > 0 for s in size)):
+        raise ValueError(f'{name} must be an int or (h, w) of positive ints, '
+                         f'got {size!r}.')
+    return int(size[0]), int(size[1])
+
+
 def select_params(params: Params, index) -> Params:
     """Rows ``index`` of every parameter (a bool mask, slice or index list).
 
@@ -223,6 +235,60 @@ class AugmentOp:
         args = ', '.join(f'{k}={v!r}' for k, v in vars(self).items()
                          if not k.startswith('_'))
         return f'{self.__class__.__name__}({args})'
+
+
+class Resize(AugmentOp):
+    """Resize the whole image to a fixed ``size`` (torchvision ``Resize``).
+
+    Same result as ``torchvision.transforms.functional.resize(img, size,
+    interpolation, antialias=antialias)`` on a float tensor:
+    ``F.interpolate(img, size, mode=interpolation, align_corners=False)``
+    (``align_corners=None`` for ``'nearest'``), **not** clamped, so bicubic
+    overshoot can leave values slightly outside ``[0, 1]`` as in
+    torchvision. An image already of ``size`` is returned as a copy. No
+    params; it changes the spatial size, so ``SRHAugment`` requires
+    probability 1 for it.
+
+    Args:
+        size (int | tuple): Output ``(h, w)``. Defaults to 224.
+        interpolation (str): ``'bicubic'`` (default), ``'bilinear'`` or
+            ``'nearest'``.
+        antialias (bool): Antialias when downsampling. Defaults to False,
+            what torchvision < 0.17 (e.g. 0.16.2, used by the published HLSS
+            code) did for tensors; torchvision >= 0.17 defaults to True.
+
+    Example:
+        >>> Resize(size=8).apply(torch.rand(3, 12, 12), {}).shape
+        torch.Size([3, 8, 8])
+    """
+
+    name = 'resize'
+    _MODES = ('bicubic', 'bilinear', 'nearest')
+
+    def __init__(self, size: Union[int, Tuple[int, int]] = 224,
+                 interpolation: str = 'bicubic', antialias: bool = False):
+        self.size = _as_size(size, 'resize size')
+        if interpolation not in self._MODES:
+            raise ValueError(f'resize interpolation must be one of '
+                             f'{self._MODES}, got {interpolation!r}.')
+        if antialias and interpolation == 'nearest':
+            raise ValueError('resize antialias needs bilinear or bicubic '
+                             'interpolation; set antialias=False.')
+        self.interpolation = interpolation
+        self.antialias = bool(antialias)
+
+    def output_shape(self, shape):
+        return (shape[0], ) + self.size
+
+    def apply(self, img, params):
+        x, single = _batched(img)
+        if tuple(x.shape[-2:]) == self.size:
+            return img.clone()
+        nearest = self.interpolation == 'nearest'
+        out = F.interpolate(x, size=self.size, mode=self.interpolation,
+                            align_corners=None if nearest else False,
+                            antialias=self.antialias)
+        return _unbatch(out, single)
 
 
 class HorizontalFlip(AugmentOp):
@@ -763,13 +829,7 @@ class RandomResizedCrop(AugmentOp):
     def __init__(self, size: Union[int, Tuple[int, int]] = 224,
                  scale: Range = (0.08, 1.0),
                  ratio: Range = (3.0 / 4.0, 4.0 / 3.0)):
-        if isinstance(size, int):
-            size = (size, size)
-        if (not isinstance(size, (tuple, list)) or len(size) != 2
-                or not all(isinstance(s, int) and s > 0 for s in size)):
-            raise ValueError(f'random_resized_crop size must be an int or '
-                             f'(h, w) of positive ints, got {size!r}.')
-        self.size = (size[0], size[1])
+        self.size = _as_size(size, 'random_resized_crop size')
         self.scale = _as_pair(scale, 'random_resized_crop scale', low=1e-8)
         if self.scale[1] > 1:
             raise ValueError(f'random_resized_crop scale must lie in (0, 1], '
@@ -975,9 +1035,10 @@ class RandomErasing(AugmentOp):
 #: Op name -> class, for ``SRHAugment(ops=[dict(type=name, ...)])``.
 AUGMENT_OPS = {
     cls.name: cls
-    for cls in (HorizontalFlip, VerticalFlip, GaussianNoise, ColorJitter,
-                RandomAutocontrast, RandomSolarize, RandomSharpness,
-                GaussianBlur, RandomAffine, RandomResizedCrop, RandomErasing)
+    for cls in (Resize, HorizontalFlip, VerticalFlip, GaussianNoise,
+                ColorJitter, RandomAutocontrast, RandomSolarize,
+                RandomSharpness, GaussianBlur, RandomAffine,
+                RandomResizedCrop, RandomErasing)
 }
 
 

@@ -7,7 +7,12 @@ Randomness is split from computation (see
 ``(C, H, W)`` or a batch ``(B, C, H, W)``. The per-sample pipeline uses
 ``n = 1``; a batched GPU data preprocessor can call the same two functions
 with ``n = B`` and a CUDA generator.
+
+:data:`RECIPES` names the op lists: ``'default'`` (this plugin's, crop
+first, :data:`DEFAULT_OPS`) and ``'published'`` (the published HLSS recipe:
+bicubic resize to 224, then :data:`PUBLISHED_OPS` in order, each at 0.5).
 """
+import numbers
 import os
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Union
@@ -17,10 +22,11 @@ from mmcv.transforms import BaseTransform
 from mmpretrain.registry import TRANSFORMS
 
 from .augment_ops import (AUGMENT_OPS, AugmentOp, Params, RandomResizedCrop,
-                          build_augment_op, select_params)
+                          Resize, build_augment_op, select_params)
 
-#: The default strong ops (each fires with ``rand_prob``), in the order they
-#: run. The resized crop always runs first (see :class:`SRHAugment`).
+#: Strong ops of the ``'default'`` recipe (each fires with ``rand_prob``,
+#: 0.3), in the order they run, after the flips; the resized crop is moved
+#: first (see :class:`SRHAugment`).
 DEFAULT_OPS = (
     dict(type='random_resized_crop', size=224, scale=(0.08, 1.0)),
     dict(type='gaussian_noise', std=(0.01, 0.1)),
@@ -33,6 +39,50 @@ DEFAULT_OPS = (
     dict(type='erasing', scale=(0.02, 0.33), ratio=(0.3, 3.3)),
     dict(type='affine', degrees=10.0, translate=(0.1, 0.1)),
 )
+
+#: Strong ops of the ``'published'`` recipe: the training augmentation of
+#: the published HLSS code (``train_augmentation`` of its
+#: ``train_hlss_attr3levels.yaml``, each op applied with probability
+#: ``rand_prob`` = 0.5, the default of its ``get_srh_aug_list``), in its
+#: order, with torchvision's default arguments where it gives none:
+#: ``color_jitter`` is torchvision's ``ColorJitter()``, which changes
+#: nothing; the noise std is U(0.01, 0.1); ``random_resized_crop`` and
+#: ``erasing`` use torchvision's default scale / ratio.
+PUBLISHED_OPS = (
+    dict(type='hflip'),
+    dict(type='vflip'),
+    dict(type='gaussian_noise', std=(0.01, 0.1)),
+    dict(type='color_jitter', brightness=0, contrast=0, saturation=0, hue=0),
+    dict(type='autocontrast'),
+    dict(type='solarize', threshold=0.2),
+    dict(type='sharpness', factor=2.0),
+    dict(type='gaussian_blur', kernel_size=5, sigma=1.0),
+    dict(type='affine', degrees=10.0, translate=(0.1, 0.3)),
+    dict(type='random_resized_crop', size=224, scale=(0.08, 1.0),
+         ratio=(3.0 / 4.0, 4.0 / 3.0)),
+    dict(type='erasing', scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0.0),
+)
+
+#: Named settings of :class:`SRHAugment` (``recipe=name``); explicit
+#: arguments override single entries.
+#:
+#: * ``'default'``: this plugin's recipe (crop first for speed, then the
+#:   flips at 0.5 and :data:`DEFAULT_OPS` at 0.3).
+#: * ``'published'``: the published HLSS recipe: a bicubic resize of the
+#:   whole patch to 224 x 224 (always), then :data:`PUBLISHED_OPS` in their
+#:   order, each at 0.5.
+RECIPES = {
+    'default': dict(base_ops=('hflip', 'vflip'), base_prob=0.5,
+                    ops=DEFAULT_OPS, rand_prob=0.3, crop_first=True),
+    'published': dict(
+        base_ops=(dict(type='resize', size=224, interpolation='bicubic',
+                       antialias=False), ),
+        base_prob=1.0, ops=PUBLISHED_OPS, rand_prob=0.5, crop_first=False),
+}
+
+#: Ops that change the spatial size (run with probability 1, or as the
+#: crop-first crop) and whose ``size`` ``SRHAugment(crop_size=...)`` sets.
+_SIZE_OPS = ('random_resized_crop', 'resize')
 
 #: Modes of :func:`apply_plan`.
 APPLY_MODES = ('gather', 'dense')
@@ -50,8 +100,9 @@ class PlannedOp:
             ``mask`` is all False; never ``None`` in a plan drawn with
             ``sync_free=True``).
         fired (Tensor): ``(n,)`` bool, samples where the op counts as
-            applied (equal to ``mask``, except for the crop, which always
-            runs but only counts where the *resized* crop was drawn).
+            applied (equal to ``mask``, except for the crop of a
+            ``crop_first`` plan, which always runs but only counts where the
+            *resized* crop was drawn).
     """
 
     name: str
@@ -76,17 +127,20 @@ def apply_plan(img: torch.Tensor, plan: Sequence[PlannedOp],
     * ``'dense'``: per op with params, ``y = op.apply_dense(x)`` on the
       **whole** batch (params exist for all ``n`` samples whenever the op
       fired for any) and ``x = torch.where(mask, y, x)``; an op that
-      changes the spatial size (the resized crop, whose mask is all True)
-      gives ``y`` directly. Nothing is read on the host, by ``apply_plan``
-      or by the ops' ``apply_dense`` (``color_jitter`` computes each of its
-      parts at each order position on the whole batch and selects with
-      ``torch.where``; the crop and erasing use their batched code also for
-      ``n = 1``), so on a GPU applying the plan never synchronises. The
-      cost: every op with params runs on every sample (about
-      ``1 / rand_prob`` times the op work, ``color_jitter`` about 4 times
-      more again). Results equal ``'gather'`` up to float rounding
-      (bit-exact on the CPU for ``n > 1``; for ``n = 1`` the crop uses
-      ``grid_sample`` instead of ``interpolate``, within about 3e-5). Use
+      changes the spatial size (a crop-first crop or a ``resize``, whose
+      masks are all True) gives ``y`` directly. Nothing is read on the
+      host, by ``apply_plan`` or by the ops' ``apply_dense``
+      (``color_jitter`` computes each of its parts at each order position
+      on the whole batch and selects with ``torch.where``; the crop and
+      erasing use their batched code also for ``n = 1``), so on a GPU
+      applying the plan never synchronises. The cost: every op with params
+      runs on every sample (about ``1 / rand_prob`` times the op work,
+      ``color_jitter`` about 4 times more again). Results equal
+      ``'gather'`` up to float rounding (bit-exact on the CPU for
+      ``n > 1``, except that where gather applies the crop to a single
+      image, ``n = 1`` or a ``crop_first=False`` crop that fired for one
+      sample, it uses ``interpolate`` instead of ``grid_sample``: within
+      about 3e-5). Use
       ``sample_plan(..., sync_free=True)`` so that sampling does not
       synchronise either.
 
@@ -147,25 +201,39 @@ def apply_plan(img: torch.Tensor, plan: Sequence[PlannedOp],
 
 @TRANSFORMS.register_module()
 class SRHAugment(BaseTransform):
-    """Random SRH augmentation in the spirit of the HiDisc / HLSS recipe.
+    """Random SRH view augmentation (HiDisc / HLSS style), from a recipe.
 
-    * Base ops (default horizontal and vertical flip) each fire with
-      ``base_prob`` (0.5).
-    * Each strong op in ``ops`` fires independently with ``rand_prob``
-      (or its own ``prob`` key).
-    * Speed: a ``random_resized_crop`` op always runs **first**, so every
-      later op works on the (smaller) output size. Where it does not fire,
-      a plain ``size`` crop (random position, or centre with
+    Two recipes (:data:`RECIPES`):
+
+    * ``recipe='default'`` (this plugin's, laid out for speed): base ops
+      horizontal and vertical flip, each at ``base_prob`` 0.5; then
+      :data:`DEFAULT_OPS`, each at ``rand_prob`` 0.3: ``random_resized_crop``
+      (224, scale 0.08-1), ``gaussian_noise`` (std 0.01-0.1),
+      ``color_jitter`` (0.2, 0.2, 0.2, hue 0.1), ``autocontrast``,
+      ``solarize`` (threshold 0.2), ``sharpness`` (2.0), ``gaussian_blur``
+      (kernel 5, sigma 1), ``erasing`` (scale 0.02-0.33), ``affine`` (10
+      deg, translate 0.1). The crop runs **first** (``crop_first=True``),
+      so every later op works on the (smaller) output size. Where it does
+      not fire, a plain ``size`` crop (random position, or centre with
       ``crop_fallback='center'``) is taken instead, so all views have the
-      same size and can be batched. The reference recipe crops last; the op
-      set and probabilities are unchanged.
+      same size and can be batched.
+    * ``recipe='published'`` (the published HLSS training augmentation):
+      a bicubic resize of the whole patch to 224 x 224 (base op ``resize``,
+      ``base_prob`` 1), then :data:`PUBLISHED_OPS` in the published order,
+      each at ``rand_prob`` 0.5: ``hflip``, ``vflip``, ``gaussian_noise``
+      (std 0.01-0.1), ``color_jitter`` (torchvision's ``ColorJitter()``:
+      identity), ``autocontrast``, ``solarize`` (0.2), ``sharpness`` (2),
+      ``gaussian_blur`` (kernel 5, sigma 1), ``affine`` (10 deg, translate
+      0.1 of the width, 0.3 of the height), ``random_resized_crop`` (224,
+      scale 0.08-1, ratio 3/4-4/3), ``erasing`` (scale 0.02-0.33, ratio
+      0.3-3.3, value 0). Nothing is reordered (``crop_first=False``): the
+      crop acts on the 224 px image like any other op.
 
-    Default strong ops (``ops=None``), see :data:`DEFAULT_OPS`:
-    ``random_resized_crop`` (224, scale 0.08-1), ``gaussian_noise`` (std
-    0.01-0.1), ``color_jitter`` (0.2, 0.2, 0.2, hue 0.1), ``autocontrast``,
-    ``solarize`` (threshold 0.2), ``sharpness`` (2.0), ``gaussian_blur``
-    (kernel 5, sigma 1), ``erasing`` (scale 0.02-0.33), ``affine`` (10 deg,
-    translate 0.1).
+    ``ops``, ``rand_prob``, ``base_ops``, ``base_prob`` and ``crop_first``
+    default to the recipe's values; any of them given explicitly overrides
+    that value only. Ops that change the spatial size (``resize``, or
+    ``random_resized_crop`` when it is not run first on a different size)
+    must fire with probability 1, so that all views keep one size.
 
     Random numbers: with ``seed=None`` the global torch RNG is used (seeded
     per DataLoader worker by PyTorch). With an int ``seed`` the transform
@@ -180,88 +248,132 @@ class SRHAugment(BaseTransform):
     Args:
         ops (list[dict] | None): Strong ops as
             ``dict(type=name, prob=p (optional), **op_kwargs)``; ``None``
-            for :data:`DEFAULT_OPS`, ``[]`` for none. Valid names:
-            ``hflip, vflip, gaussian_noise, color_jitter, autocontrast,
+            for the recipe's, ``[]`` for none. Valid names: ``resize,
+            hflip, vflip, gaussian_noise, color_jitter, autocontrast,
             solarize, sharpness, gaussian_blur, affine, random_resized_crop,
             erasing``.
-        rand_prob (float): Probability of each strong op. Defaults to 0.3.
-        base_ops (Sequence[str | dict]): Always-considered ops. Defaults to
-            ``('hflip', 'vflip')``.
-        base_prob (float): Probability of each base op. Defaults to 0.5.
+        rand_prob (float, optional): Probability of each strong op.
+            Defaults to the recipe's (0.3 ``'default'``, 0.5
+            ``'published'``).
+        base_ops (Sequence[str | dict], optional): Ops run before the strong
+            ops, each at ``base_prob``. Defaults to the recipe's
+            (``('hflip', 'vflip')`` / ``(dict(type='resize', size=224),)``).
+        base_prob (float, optional): Probability of each base op. Defaults
+            to the recipe's (0.5 / 1.0).
         seed (int, optional): See "Random numbers". Defaults to None.
         record (bool): Store fired op names in ``results['aug_applied']``.
             Defaults to False.
         crop_fallback (str): ``'random'`` (default) or ``'center'`` position
-            of the plain crop used when the resized crop does not fire.
-        crop_size (int, optional): Overrides the output size of the
-            ``random_resized_crop`` op (e.g. 96 for quick CPU runs) while
-            keeping every other op. Defaults to None (the op's own size).
+            of the plain crop used when the resized crop does not fire (only
+            with ``crop_first``).
+        crop_size (int, optional): Sets the ``size`` of the
+            ``random_resized_crop`` and ``resize`` ops, i.e. the view size
+            (e.g. 96 for quick CPU runs), keeping every other op. Defaults
+            to None (the ops' own sizes).
+        recipe (str): ``'default'`` or ``'published'``, see above. Defaults
+            to ``'default'``.
+        crop_first (bool, optional): Move a ``random_resized_crop`` op to
+            the front (with the plain-crop fallback). Defaults to the
+            recipe's (True / False).
 
     Example:
         >>> aug = SRHAugment(seed=0, record=True)
         >>> out = aug(dict(img=torch.rand(3, 300, 300)))
         >>> out['img'].shape
         torch.Size([3, 224, 224])
+        >>> aug = SRHAugment(recipe='published', seed=0)
+        >>> [op.name for op, p in aug.steps][:3], aug.rand_prob
+        (['resize', 'hflip', 'vflip'], 0.5)
+        >>> aug(dict(img=torch.rand(3, 300, 300)))['img'].shape
+        torch.Size([3, 224, 224])
     """
 
     def __init__(self,
                  ops: Optional[Sequence[Union[str, dict]]] = None,
-                 rand_prob: float = 0.3,
-                 base_ops: Sequence[Union[str, dict]] = ('hflip', 'vflip'),
-                 base_prob: float = 0.5,
+                 rand_prob: Optional[float] = None,
+                 base_ops: Optional[Sequence[Union[str, dict]]] = None,
+                 base_prob: Optional[float] = None,
                  seed: Optional[int] = None,
                  record: bool = False,
                  crop_fallback: str = 'random',
-                 crop_size: Optional[int] = None):
-        for name, p in (('rand_prob', rand_prob), ('base_prob', base_prob)):
-            if not 0.0 <= p <= 1.0:
+                 crop_size: Optional[int] = None,
+                 recipe: str = 'default',
+                 crop_first: Optional[bool] = None):
+        if recipe not in RECIPES:
+            raise ValueError(f'SRHAugment: unknown recipe {recipe!r}; valid '
+                             f'recipes: {sorted(RECIPES)}.')
+        given = dict(ops=ops, rand_prob=rand_prob, base_ops=base_ops,
+                     base_prob=base_prob, crop_first=crop_first)
+        cfg = {k: RECIPES[recipe][k] if v is None else v
+               for k, v in given.items()}
+        for name in ('rand_prob', 'base_prob'):
+            p = cfg[name]
+            if (isinstance(p, bool) or not isinstance(p, numbers.Real)
+                    or not 0.0 <= p <= 1.0):
                 raise ValueError(f'SRHAugment: {name} must be a probability '
-                                 f'in [0, 1], got {p}.')
+                                 f'in [0, 1], got {p!r}.')
         if crop_fallback not in ('random', 'center'):
             raise ValueError(f'SRHAugment: crop_fallback must be "random" or '
                              f'"center", got {crop_fallback!r}.')
         if seed is not None and not isinstance(seed, int):
             raise ValueError(f'SRHAugment: seed must be an int or None, got '
                              f'{seed!r}.')
-        self.rand_prob = float(rand_prob)
-        self.base_prob = float(base_prob)
+        self.recipe = recipe
+        self.rand_prob = float(cfg['rand_prob'])
+        self.base_prob = float(cfg['base_prob'])
+        self.crop_first = bool(cfg['crop_first'])
         self.seed = seed
         self.record = record
         self.crop_fallback = crop_fallback
 
-        ops = DEFAULT_OPS if ops is None else ops
+        base_ops, ops = cfg['base_ops'], cfg['ops']
         if crop_size is not None:
-            ops = self._with_crop_size(ops, crop_size)
+            base_ops, ops = self._with_crop_size((base_ops, ops), crop_size)
         steps = [self._build(c, self.base_prob) for c in base_ops]
         steps += [self._build(c, self.rand_prob) for c in ops]
+        for op, p in steps:
+            if isinstance(op, Resize) and p != 1.0:
+                raise ValueError(
+                    f'SRHAugment: the resize op must run with probability 1 '
+                    f'(all views need one size), got prob {p}; set its '
+                    f'"prob" (or base_prob) to 1.0.')
         crops = [s for s in steps if isinstance(s[0], RandomResizedCrop)]
-        if len(crops) > 1:
-            raise ValueError('SRHAugment: give at most one '
-                             'random_resized_crop op (it fixes the output '
-                             'size of every view).')
-        # the crop runs first; the rest keep their order
-        self.steps = crops + [s for s in steps if s not in crops]
+        if self.crop_first:
+            if len(crops) > 1:
+                raise ValueError('SRHAugment: give at most one '
+                                 'random_resized_crop op (it fixes the '
+                                 'output size of every view).')
+            # the crop runs first; the rest keep their order
+            steps = crops + [s for s in steps if s not in crops]
+        self.steps = steps
         self._probs = torch.tensor([p for _, p in self.steps])
         self._generator = None
         self._generator_pid = None
 
     @staticmethod
-    def _with_crop_size(ops, crop_size: int) -> list:
-        if not isinstance(crop_size, int) or crop_size < 1:
+    def _with_crop_size(op_lists, crop_size: int) -> list:
+        """``op_lists`` with ``size=crop_size`` in every ``resize`` and
+        ``random_resized_crop`` op."""
+        if (isinstance(crop_size, bool) or not isinstance(crop_size, int)
+                or crop_size < 1):
             raise ValueError(f'SRHAugment: crop_size must be a positive int, '
                              f'got {crop_size!r}.')
         out, found = [], False
-        for cfg in ops:
-            name = cfg.get('type') if isinstance(cfg, dict) else cfg
-            if name == 'random_resized_crop':
-                cfg = dict(cfg) if isinstance(cfg, dict) else dict(type=name)
-                cfg['size'] = crop_size
-                found = True
-            out.append(cfg)
+        for ops in op_lists:
+            new = []
+            for cfg in ops:
+                name = cfg.get('type') if isinstance(cfg, dict) else cfg
+                if name in _SIZE_OPS:
+                    cfg = dict(cfg) if isinstance(cfg, dict) else dict(
+                        type=name)
+                    cfg['size'] = crop_size
+                    found = True
+                new.append(cfg)
+            out.append(new)
         if not found:
             raise ValueError('SRHAugment: crop_size needs a '
-                             'random_resized_crop in ops; add one or drop '
-                             'crop_size.')
+                             'random_resized_crop (or resize) op in ops or '
+                             'base_ops; add one or drop crop_size.')
         return out
 
     @staticmethod
@@ -352,18 +464,26 @@ class SRHAugment(BaseTransform):
             fire = u < probs
             fire_any = fire.any(dim=0).tolist()  # one sync for all ops
         plan = []
-        for j, (op, _) in enumerate(self.steps):
+        for j, (op, prob) in enumerate(self.steps):
             mask = fire[:, j]
-            if isinstance(op, RandomResizedCrop):
+            if self.crop_first and isinstance(op, RandomResizedCrop):
                 params = self._crop_params(op, generator, n, shape, mask,
                                            fire_any[j], sync_free)
                 plan.append(PlannedOp(op.name, op, torch.ones_like(mask),
                                       params, mask))
             else:
+                if prob < 1.0 and tuple(op.output_shape(shape)) != shape:
+                    raise ValueError(
+                        f'SRHAugment: {op.name} would turn {shape} images '
+                        f'into {tuple(op.output_shape(shape))} but fires '
+                        f'with probability {prob}, so views would differ '
+                        f'in size. Resize to its size before it (e.g. '
+                        f'recipe="published" with crop_size), give it prob '
+                        f'1.0, or use crop_first=True.')
                 params = (op.sample(generator, n, shape)
                           if fire_any[j] else None)
                 plan.append(PlannedOp(op.name, op, mask, params, mask))
-            shape = op.output_shape(shape)
+            shape = tuple(op.output_shape(shape))
         return plan
 
     def _crop_params(self, op: RandomResizedCrop, generator, n, shape,
@@ -402,5 +522,6 @@ class SRHAugment(BaseTransform):
     def __repr__(self) -> str:
         steps = ', '.join(f'{op.name}@{p:g}' for op, p in self.steps)
         return (f'{self.__class__.__name__}(steps=[{steps}], '
+                f'recipe={self.recipe!r}, crop_first={self.crop_first}, '
                 f'seed={self.seed}, record={self.record}, '
                 f'crop_fallback={self.crop_fallback!r})')

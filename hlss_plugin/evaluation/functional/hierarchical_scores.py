@@ -16,12 +16,19 @@ Conventions:
 * ``mca`` (mean class accuracy, i.e. balanced accuracy) and ``map`` (macro
   average precision) average over the classes **present in the labels**, so
   a class with no sample at a level neither helps nor hurts.
+* ``aggregation`` (:data:`AGGREGATIONS`) says how a patch's scores become
+  the probabilities that patch metrics rank and slides / patients sum
+  (:func:`patch_probabilities`): ``'sum'`` L1-normalises them, and
+  ``'published'`` applies a softmax to the L1-normalised scores, as the
+  HiDisc / HLSS evaluation code does.
 """
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
 LEVELS = ('patch', 'slide', 'patient')
+#: Legal values of ``aggregation`` (see :func:`patch_probabilities`).
+AGGREGATIONS = ('sum', 'published')
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
@@ -62,6 +69,18 @@ def _check_topk(topk: Sequence[int]) -> Tuple[int, ...]:
     return topk
 
 
+def check_aggregation(aggregation: str) -> str:
+    """Return ``aggregation`` if it is one of :data:`AGGREGATIONS`.
+
+    Raises:
+        ValueError: Naming the legal values otherwise.
+    """
+    if not isinstance(aggregation, str) or aggregation not in AGGREGATIONS:
+        raise ValueError(f'aggregation must be one of {AGGREGATIONS}, got '
+                         f'{aggregation!r}.')
+    return aggregation
+
+
 def topk_key(k: int) -> str:
     """Metric name of top-``k`` accuracy: ``'acc'`` for 1, else ``'topK'``."""
     return 'acc' if k == 1 else f'top{k}'
@@ -79,19 +98,69 @@ def metric_keys(topk: Sequence[int] = (1, 2, 3)) -> Tuple[str, ...]:
 
 
 # -------------------------------------------------------------- aggregation
+def patch_probabilities(scores: torch.Tensor,
+                        aggregation: str = 'sum') -> torch.Tensor:
+    """Per-patch class probabilities from non-negative patch scores.
+
+    * ``'sum'``: ``p = s / sum(s)`` (L1 normalisation; an all-zero row stays
+      zero). Summing ``p`` over a slide is a vote with equal weight per
+      patch.
+    * ``'published'``: ``softmax(s / sum(s))``, as in the kNN evaluation of
+      HiDisc (Jiang et al., CVPR 2023, https://arxiv.org/abs/2303.01605;
+      code https://github.com/MLNeurosurg/hidisc,
+      ``hidisc/train/eval_knn.py``) and HLSS (Watawana et al., 2024,
+      https://arxiv.org/abs/2403.14616; code
+      https://github.com/Hasindri/HLSS, ``hlss/eval_knn_hlss.py``): the kNN
+      votes are L1-normalised, then a softmax is taken over these values in
+      ``[0, 1]``. It is much flatter than the L1 scores (at most
+      ``e / (e + C - 1)`` for a one-class patch), so a confident patch
+      weighs less against many hesitant ones than under ``'sum'``, and
+      slide / patient predictions can differ (see the example). Row-wise
+      order is unchanged, so patch ``acc``, ``topK`` and ``mca`` are the
+      same in both modes; patch ``map`` is not.
+
+    Args:
+        scores (Tensor): ``(N, C)`` non-negative patch scores (kNN votes).
+        aggregation (str): One of :data:`AGGREGATIONS`. Defaults to
+            ``'sum'``.
+
+    Returns:
+        Tensor: ``(N, C)`` rows summing to 1 (or 0 for an all-zero row under
+        ``'sum'``), the dtype of ``scores``.
+
+    Example:
+        >>> s = torch.tensor([[0., 0., 1.], [4., 5., 0.], [4., 5., 0.]])
+        >>> patch_probabilities(s, 'sum').sum(0)  # slide votes for class 1
+        tensor([0.8889, 1.1111, 1.0000])
+        >>> patch_probabilities(s, 'published').sum(0)  # ... for class 2
+        tensor([0.9369, 1.0221, 1.0410])
+    """
+    check_aggregation(aggregation)
+    _check_scores(scores)
+    probs = torch.nn.functional.normalize(scores, p=1, dim=1)
+    if aggregation == 'published':
+        probs = torch.softmax(probs, dim=1)
+    return probs
+
+
 def aggregate_scores(scores: torch.Tensor,
-                     groups: torch.Tensor
+                     groups: torch.Tensor,
+                     aggregation: str = 'sum'
                      ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Slide / patient scores from patch scores.
 
-    Each patch's scores are L1-normalised, summed over the patches of its
-    group, and the sums L1-normalised again (a group of patches votes with
-    equal weight per patch).
+    Each patch's scores become probabilities (:func:`patch_probabilities`:
+    L1-normalised for ``'sum'``, softmax of the L1-normalised scores for
+    ``'published'``), which are summed over the patches of its group; the
+    sums are L1-normalised again (a group of patches votes with equal
+    weight per patch; the published code also L1-normalises the sums).
 
     Args:
         scores (Tensor): ``(N, C)`` non-negative patch scores.
         groups (Tensor): ``(N,)`` integer group id of every patch (slide or
             patient id); ids need not be contiguous.
+        aggregation (str): One of :data:`AGGREGATIONS`. Defaults to
+            ``'sum'``.
 
     Returns:
         tuple[Tensor, Tensor]: ``(G, C)`` group scores (rows sum to 1, or 0
@@ -105,10 +174,9 @@ def aggregate_scores(scores: torch.Tensor,
         (tensor([2, 7]), tensor([[0.5000, 0.5000],
                 [0.3750, 0.6250]]))
     """
-    _check_scores(scores)
+    per_patch = patch_probabilities(scores, aggregation)
     _check_ids(groups, scores.shape[0], 'groups')
     ids, inverse = torch.unique(groups, sorted=True, return_inverse=True)
-    per_patch = torch.nn.functional.normalize(scores, p=1, dim=1)
     summed = scores.new_zeros((ids.shape[0], scores.shape[1]))
     summed.index_add_(0, inverse.to(scores.device), per_patch)
     return torch.nn.functional.normalize(summed, p=1, dim=1), ids
@@ -264,14 +332,16 @@ def hierarchical_metrics(scores: torch.Tensor,
                          patient_ids: torch.Tensor,
                          num_classes: int,
                          topk: Sequence[int] = (1, 2, 3),
-                         levels: Sequence[str] = LEVELS
+                         levels: Sequence[str] = LEVELS,
+                         aggregation: str = 'sum'
                          ) -> Dict[str, Dict]:
     """:func:`classification_metrics` at the patch, slide and patient level.
 
-    Patch scores are L1-normalised per patch (this only affects ``map``,
-    which ranks samples by a class's score); slide and patient scores come
-    from :func:`aggregate_scores`, and a group's label is the label of its
-    patches.
+    Patch-level scores are :func:`patch_probabilities` (this only affects
+    ``map``, which ranks samples by a class's score; the published code
+    reports the same softmax probabilities at patch level); slide and
+    patient scores come from :func:`aggregate_scores` with the same
+    ``aggregation``, and a group's label is the label of its patches.
 
     Args:
         scores (Tensor): ``(N, C)`` non-negative patch scores.
@@ -282,6 +352,8 @@ def hierarchical_metrics(scores: torch.Tensor,
         topk (Sequence[int]): See :func:`classification_metrics`.
         levels (Sequence[str]): Levels to compute, a subset of
             ``('patch', 'slide', 'patient')``.
+        aggregation (str): One of :data:`AGGREGATIONS`, see
+            :func:`patch_probabilities`. Defaults to ``'sum'``.
 
     Returns:
         dict: ``{level: classification_metrics(...)}`` for every level.
@@ -300,6 +372,7 @@ def hierarchical_metrics(scores: torch.Tensor,
     if unknown or not levels:
         raise ValueError(f'levels must be a non-empty subset of {LEVELS}, '
                          f'got {tuple(levels)!r}.')
+    check_aggregation(aggregation)
     _check_scores(scores)
     n = scores.shape[0]
     _check_ids(labels, n, 'labels')
@@ -308,11 +381,11 @@ def hierarchical_metrics(scores: torch.Tensor,
     results = {}
     for level in levels:
         if level == 'patch':
-            level_scores = torch.nn.functional.normalize(scores, p=1, dim=1)
+            level_scores = patch_probabilities(scores, aggregation)
             level_labels = labels
         else:
             ids = slide_ids if level == 'slide' else patient_ids
-            level_scores, _ = aggregate_scores(scores, ids)
+            level_scores, _ = aggregate_scores(scores, ids, aggregation)
             level_labels, _ = group_labels(labels, ids, level)
         results[level] = classification_metrics(level_scores, level_labels,
                                                 num_classes, topk)

@@ -18,7 +18,8 @@ class HierarchicalClassificationMetric(BaseMetric):
     on a frozen HLSS backbone). Each patch's ``pred_score`` is taken as its
     class scores; slide and patient scores are the sums of their patches'
     L1-normalised scores, re-normalised — the same aggregation as
-    :class:`HierarchicalKNNMetric`, so the numbers compare directly.
+    :class:`HierarchicalKNNMetric` with its default ``aggregation='sum'``,
+    so the numbers compare directly.
 
     Data samples must carry ``pred_score``, ``gt_label``, ``slide_idx``,
     ``patient_idx`` (``PackInputs(algorithm_keys=['slide_idx',

@@ -9,7 +9,8 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 from mmpretrain.registry import METRICS
 
-from ..functional.hierarchical_scores import (LEVELS, hierarchical_metrics,
+from ..functional.hierarchical_scores import (LEVELS, check_aggregation,
+                                              hierarchical_metrics,
                                               metric_keys)
 from ..functional.knn import DEFAULT_MAX_BYTES, knn_scores
 
@@ -40,6 +41,21 @@ class HierarchicalKNNMetric(BaseMetric):
     scores are aggregated to slides and patients
     (:func:`~hlss_plugin.evaluation.functional.hierarchical_metrics`).
 
+    ``aggregation`` chooses how a patch's kNN votes become the
+    probabilities that patch metrics rank and slides / patients sum
+    (:func:`~hlss_plugin.evaluation.functional.patch_probabilities`):
+
+    * ``'sum'`` (default): L1-normalised votes, summed per slide / patient.
+    * ``'published'``: softmax of the L1-normalised votes, summed per slide
+      / patient, as the HiDisc (https://arxiv.org/abs/2303.01605) and HLSS
+      (https://arxiv.org/abs/2403.14616) evaluation code does (k=200,
+      T=0.07 there). Patch ``acc`` / ``topK`` / ``mca`` equal ``'sum'``'s;
+      patch ``map`` and every slide / patient metric may differ. One
+      remaining difference: that code computes ``mca`` with torchmetrics,
+      which also averages in, with recall 0, a class absent from a level's
+      labels but predicted there; here such a class is left out (identical
+      whenever every class has a sample at that level, as on OpenSRH).
+
     Samples are identified by ``knn_id``: duplicates (the padding that
     mmengine's ``DefaultSampler`` adds under DDP, or anything else) are
     counted once, and samples are sorted by id, so 1 and N processes give
@@ -52,12 +68,14 @@ class HierarchicalKNNMetric(BaseMetric):
 
     After :meth:`compute_metrics` (on rank 0 only, like every mmengine
     metric), :attr:`last_results` holds everything tools need: per-level
-    metrics with confusion matrices, class names, query classes missing from
-    the bank, the query scores and every sample's embedding and ids.
+    metrics with confusion matrices, the ``k`` used, the ``aggregation``,
+    class names, query classes missing from the bank, the query scores (raw
+    kNN votes) and every sample's embedding and ids.
 
     Args:
-        k (int): Neighbours per query (at most the bank size). Defaults to
-            200.
+        k (int): Neighbours per query. A ``k`` larger than the bank is
+            clipped to the bank size with a warning naming the config key
+            (:meth:`effective_k`). Defaults to 200.
         temperature (float): Vote weight ``exp(sim / T)``. Defaults to 0.07.
         topk (Sequence[int]): Top-k accuracies. Defaults to ``(1, 2, 3)``.
         bank_role (str): ``knn_role`` value of the bank samples; every other
@@ -72,9 +90,14 @@ class HierarchicalKNNMetric(BaseMetric):
             across ranks. Defaults to ``'cpu'``.
         prefix (str, optional): Prefix of the metric names.
         collect_dir (str, optional): Folder for CPU collection.
+        aggregation (str): ``'sum'`` or ``'published'`` (see above).
+            Defaults to ``'sum'``.
 
     Example:
         >>> val_evaluator = dict(type='HierarchicalKNNMetric', k=20)
+        >>> # the HiDisc / HLSS protocol
+        >>> val_evaluator = dict(type='HierarchicalKNNMetric', k=200,
+        ...                      temperature=0.07, aggregation='published')
     """
 
     # '' (not None): metric names carry no prefix, and mmengine does not warn.
@@ -90,7 +113,8 @@ class HierarchicalKNNMetric(BaseMetric):
                  max_bytes: int = DEFAULT_MAX_BYTES,
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None,
-                 collect_dir: Optional[str] = None):
+                 collect_dir: Optional[str] = None,
+                 aggregation: str = 'sum'):
         super().__init__(collect_device=collect_device, prefix=prefix,
                          collect_dir=collect_dir)
         name = self.__class__.__name__
@@ -108,6 +132,10 @@ class HierarchicalKNNMetric(BaseMetric):
         if not isinstance(bank_role, str) or not bank_role:
             raise ValueError(f'{name}: bank_role must be a non-empty string, '
                              f'got {bank_role!r}.')
+        try:
+            self.aggregation = check_aggregation(aggregation)
+        except ValueError as err:
+            raise ValueError(f'{name}: {err}') from None
         self.k = k
         self.temperature = float(temperature)
         self.topk = tuple(topk)
@@ -116,8 +144,57 @@ class HierarchicalKNNMetric(BaseMetric):
         self.levels = levels
         self.device = device
         self.max_bytes = int(max_bytes)
+        #: Config key of this metric (``'val_evaluator'``,
+        #: ``'test_evaluator'``, ``'val_evaluator.1'``), named in messages;
+        #: ``PreflightHook`` and ``tools/test.py`` set it.
+        self.evaluator_key: Optional[str] = None
         #: The last evaluation's full results (rank 0), see the class doc.
         self.last_results: Optional[Dict] = None
+
+    # ------------------------------------------------------------------- k
+    @property
+    def k_key(self) -> str:
+        """str: The config key of ``k`` for messages, ``'<evaluator_key>.k'``
+        (``'val_evaluator.k'`` while :attr:`evaluator_key` is unset)."""
+        return f'{self.evaluator_key or "val_evaluator"}.k'
+
+    def effective_k(self, num_bank: int, warn: bool = True) -> int:
+        """The ``k`` used with a bank of ``num_bank`` patches.
+
+        The one rule of this project (training validation, ``tools/test.py``
+        and ``tools/benchmark.py``): a ``k`` larger than the bank is clipped
+        to the bank size (every bank patch then votes), with a warning that
+        names the config key (:attr:`k_key`) and the fix. ``PreflightHook``
+        calls this before the first training iteration, so the warning
+        comes before any epoch is spent.
+
+        Args:
+            num_bank (int): Bank patches.
+            warn (bool): Warn (``UserWarning`` and the log) when clipping.
+                Defaults to True.
+
+        Returns:
+            int: ``min(k, num_bank)``.
+
+        Example:
+            >>> HierarchicalKNNMetric(k=200).effective_k(50, warn=False)
+            50
+        """
+        if self.k <= num_bank:
+            return self.k
+        if warn:
+            key = self.k_key
+            named = (f'{key}={self.k}' if self.evaluator_key else
+                     f'k={self.k} (val_evaluator.k in training, '
+                     f'test_evaluator.k in tools/test.py)')
+            msg = (f'{self.__class__.__name__}: {named} is larger than the '
+                   f'kNN bank ({num_bank} patches); using k={num_bank} '
+                   f'(every bank patch votes). Set k to at most {num_bank} '
+                   f'(e.g. --cfg-options {key}={num_bank}) or use a larger '
+                   f'bank split.')
+            warnings.warn(msg, UserWarning)
+            print_log(msg, logger='current', level=logging.WARNING)
+        return num_bank
 
     # ------------------------------------------------------------- process
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
@@ -162,8 +239,10 @@ class HierarchicalKNNMetric(BaseMetric):
             dict[str, float]: ``{'<level>/<key>': value}`` in percent.
 
         Raises:
-            ValueError: If the query or the bank split is empty, ``k`` is
-                larger than the bank, or a slide/patient mixes labels.
+            ValueError: If the query or the bank split is empty, or a
+                slide/patient mixes labels. A ``k`` larger than the bank is
+                clipped to the bank size with a warning
+                (:meth:`effective_k`).
         """
         name = self.__class__.__name__
         unique: Dict[int, dict] = {}
@@ -185,11 +264,7 @@ class HierarchicalKNNMetric(BaseMetric):
                 f'{self.bank_role!r}); point the bank dataset of '
                 f'HierarchicalKNNDataset at a split with patches (e.g. '
                 f'train).')
-        if self.k > num_bank:
-            raise ValueError(
-                f'{name}: k={self.k} is larger than the bank ({num_bank} '
-                f'patches); lower k (e.g. --cfg-options '
-                f'test_evaluator.k={num_bank}) or use a larger bank split.')
+        k = self.effective_k(num_bank)
 
         feats = torch.stack([it['feats'] for it in items])
         labels = torch.tensor([it['label'] for it in items])
@@ -220,15 +295,18 @@ class HierarchicalKNNMetric(BaseMetric):
         device = self.device or ('cuda' if torch.cuda.is_available() else
                                  'cpu')
         scores = knn_scores(feats[is_query], feats[is_bank], labels[is_bank],
-                            num_classes, k=self.k,
+                            num_classes, k=k,
                             temperature=self.temperature, device=device,
                             max_bytes=self.max_bytes).cpu()
         per_level = hierarchical_metrics(scores, labels[is_query],
                                          slides[is_query],
                                          patients[is_query], num_classes,
-                                         topk=self.topk, levels=self.levels)
+                                         topk=self.topk, levels=self.levels,
+                                         aggregation=self.aggregation)
         self.last_results = dict(
             levels=per_level,
+            k=k,
+            aggregation=self.aggregation,
             classes=classes,
             missing_classes=missing_names,
             query_ids=ids[is_query],

@@ -65,8 +65,8 @@ def _build_augment(augment) -> SRHAugment:
     else:
         raise ValueError(
             f'SRHBatchAugmentPreprocessor: augment must be a dict like '
-            f"dict(type='SRHAugment', rand_prob=0.3), an SRHAugment or None "
-            f'(defaults), got {type(augment).__name__}.')
+            f"dict(type='SRHAugment', recipe='published'), an SRHAugment or "
+            f'None (defaults), got {type(augment).__name__}.')
     if aug.seed is not None:
         raise ValueError(
             'SRHBatchAugmentPreprocessor: drop `seed` from augment; the '
@@ -125,9 +125,12 @@ class SRHBatchAugmentPreprocessor(ImgDataPreprocessor):
     Args:
         augment (dict | SRHAugment, optional): The augmentation, as the
             ``SRHAugment`` config of the per-sample view pipeline (``type``
-            may be omitted; ``seed`` is not allowed, see above). Defaults
-            to None (``SRHAugment`` defaults: 224 px crop, ``rand_prob``
-            0.3).
+            may be omitted; ``seed`` is not allowed, see above), recipe
+            included: ``dict(recipe='published')`` runs the published HLSS
+            recipe (bicubic resize of the whole patch to 224, then its ops
+            in order, each at 0.5) batched. Defaults to None
+            (``SRHAugment`` defaults: ``recipe='default'``, 224 px crop
+            first, ``rand_prob`` 0.3).
         num_views (int): Views per sample. Defaults to 2.
         third_channel (bool): Inputs are raw ``[CH2, CH3]`` patches and get
             ``[CH3 - CH2 + base, CH2, CH3] / max_value`` clamped to

@@ -12,23 +12,31 @@ from mmpretrain.registry import MODELS
 class HierarchicalTextAlignedHead(BaseModule):
     """Projection head of one HLSS level whose rows are attribute embeddings.
 
-    ``features (N, C)`` → *bridge* (learned visual → text projection, only
-    when ``C`` differs from the text dimension ``D`` or ``bridge_hidden`` is
-    set) → L2-normalised ``z (N, D)`` → *attribute projection* ``s = W z``
-    with ``W (A', D)``. The first ``A`` rows of ``W`` are the level's
-    attribute text embeddings (unit norm, bias 0), so at initialisation
-    ``s[:, a]`` is the cosine similarity to attribute ``a``; extra rows
-    (``num_outputs > A``) start random. ``W`` is trainable unless
-    ``trainable=False``.
+    ``features (N, C)`` → *bridge* → L2-normalised ``z (N, D)`` in the text
+    tower's space → *attribute projection* ``s = W z`` with ``W (A', D)``.
+    The first ``A`` rows of ``W`` are the level's attribute text embeddings
+    (unit norm, bias 0), so at initialisation ``s[:, a]`` is the cosine
+    similarity to attribute ``a``; extra rows (``num_outputs > A``) start
+    random. ``W`` is trainable unless ``trainable=False``.
+
+    The bridge is the identity when the visual and text towers share a space
+    (``C == D``, e.g. CLIP RN50: the published HLSS head is exactly
+    ``Linear(1024 -> 128)`` with text rows on the normalised image
+    embedding). Otherwise (e.g. ResNet-50 + MiniLM) a single ``Linear(C, D)``
+    maps the image into the text space, so the text rows keep their meaning
+    as directions of that space. ``bridge_hidden`` builds an MLP
+    (Linear-BN-ReLU-Linear) instead; a randomly initialised MLP scrambles
+    the text space (at initialisation a text embedding fed through it picks
+    its own row about as often as chance), so no shipped config uses it.
 
     Losses (built from config; either may be ``None``):
 
     - ``hvc_loss`` (HVC, e.g. :class:`HierarchicalSupConLoss`) on the view
       embeddings ``s`` with the level's group ids.
-    - ``ha_loss`` (HA, e.g. :class:`HierarchicalAlignmentLoss`) between ``s``
-      and the attributes mapped by the same projection, ``W t_a`` — each
-      visual embedding is pulled towards the attribute-similarity profile of
-      its nearest attribute.
+    - ``ha_loss`` (HA, :class:`HierarchicalAlignmentLoss`) between ``z`` and
+      the **fixed** attribute text embeddings (the ``text_embeddings``
+      buffer): each view is pulled towards the text embedding of its nearest
+      attribute, a target no trainable weight can move.
 
     Args:
         text_embeddings (Tensor): ``(A, D)`` attribute embeddings (rows are
@@ -40,9 +48,16 @@ class HierarchicalTextAlignedHead(BaseModule):
         num_outputs (int, optional): Output size ``A' >= A``. Defaults to
             ``A``.
         trainable (bool): Whether ``W`` is trained. Defaults to True.
+        center_text (bool): Subtract the mean of the level's ``A``
+            attribute embeddings before normalising them (rows and HA
+            target alike). Sentence encoders put all attributes of a domain
+            in a narrow cone (MiniLM, SRH patch level: mean pairwise cosine
+            0.46, effective rank 15 of 128), so the head's outputs share one
+            dominant direction; centring keeps what distinguishes the
+            attributes. Defaults to False (as published).
         bridge_hidden (int, optional): Hidden size of an MLP bridge
-            (Linear-BN-ReLU-Linear); ``None`` uses a single Linear, or no
-            bridge when ``C == D``.
+            (Linear-BN-ReLU-Linear); ``None`` (default) uses no bridge when
+            ``C == D`` and a single Linear otherwise.
         hvc_loss (dict, optional): HVC loss config.
         ha_loss (dict, optional): HA loss config.
         level (str): Level name, used in loss names and errors.
@@ -63,6 +78,7 @@ class HierarchicalTextAlignedHead(BaseModule):
                  attribute_names=None,
                  num_outputs: Optional[int] = None,
                  trainable: bool = True,
+                 center_text: bool = False,
                  bridge_hidden: Optional[int] = None,
                  hvc_loss: Optional[dict] = dict(
                      type='HierarchicalSupConLoss', temperature=0.07),
@@ -92,7 +108,14 @@ class HierarchicalTextAlignedHead(BaseModule):
         self.level = level
         self.attribute_names = list(attribute_names or [])
         self.num_attributes = num_attr
-        self.register_buffer('text_embeddings', F.normalize(text, dim=1))
+        text = F.normalize(text, dim=1)
+        if center_text:
+            if num_attr < 2:
+                raise ValueError(f'{level} head: center_text=True needs at '
+                                 f'least 2 attributes, got {num_attr}.')
+            text = F.normalize(text - text.mean(dim=0, keepdim=True), dim=1)
+        self.center_text = bool(center_text)
+        self.register_buffer('text_embeddings', text)
 
         if bridge_hidden:
             self.bridge = nn.Sequential(
@@ -139,10 +162,6 @@ class HierarchicalTextAlignedHead(BaseModule):
         z = F.normalize(self.bridge(feats), dim=1)
         return z, self.attribute_proj(z)
 
-    def attribute_space_text(self) -> torch.Tensor:
-        """The ``A`` attributes mapped by the projection, ``(A, A')``."""
-        return self.attribute_proj(self.text_embeddings)
-
     def loss(self, feats: torch.Tensor,
              ids: torch.Tensor) -> Dict[str, torch.Tensor]:
         """HVC and HA losses of this level.
@@ -159,11 +178,11 @@ class HierarchicalTextAlignedHead(BaseModule):
             raise ValueError(f'{self.level} head: expected features (N, V, '
                              f'C), got {tuple(feats.shape)}.')
         n, v, c = feats.shape
-        _, s = self(feats.reshape(n * v, c))
-        s = s.reshape(n, v, -1)
+        z, s = self(feats.reshape(n * v, c))
         losses = {}
         if self.hvc_loss is not None:
-            losses['hvc'] = self.hvc_loss(s, ids)
+            losses['hvc'] = self.hvc_loss(s.reshape(n, v, -1), ids)
         if self.ha_loss is not None:
-            losses['ha'] = self.ha_loss(s, self.attribute_space_text())
+            losses['ha'] = self.ha_loss(z.reshape(n, v, -1),
+                                        self.text_embeddings)
         return losses

@@ -1,5 +1,5 @@
-"""Symmetric-KL alignment of visual embeddings with their nearest attribute
-text embedding (one level of HLSS's hierarchical alignment)."""
+"""Symmetric-KL alignment of visual embeddings with the fixed text embedding
+of their nearest attribute (one level of HLSS's hierarchical alignment)."""
 import math
 
 import torch
@@ -7,22 +7,25 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 
-_REDUCTIONS = ('mean', 'sum', 'none')
+from hlss_plugin.utils.dist import gather, world_size
+
+_REDUCTIONS = ('sum', 'mean', 'none')
 
 
 def symmetric_kl_div(logits_p: torch.Tensor,
                      logits_q: torch.Tensor,
                      temperature: float = 1.0) -> torch.Tensor:
-    """Row-wise ``KL(p || q) + KL(q || p)`` with ``p = softmax(logits_p / t)``
-    and ``q = softmax(logits_q / t)`` over the last dimension.
+    """Row-wise ``(KL(p || q) + KL(q || p)) / 2`` with
+    ``p = softmax(logits_p / t)`` and ``q = softmax(logits_q / t)`` over the
+    last dimension.
 
     ``KL(p || q) + KL(q || p) = sum_a (p_a - q_a) * (log p_a - log q_a)``, so
     the result is symmetric in its two arguments, >= 0, and 0 exactly when
     ``p == q``.
 
     Args:
-        logits_p (Tensor): ``(..., A)``.
-        logits_q (Tensor): ``(..., A)``, same shape as ``logits_p``.
+        logits_p (Tensor): ``(..., D)``.
+        logits_q (Tensor): ``(..., D)``, same shape as ``logits_p``.
         temperature (float): Softmax temperature > 0. Defaults to 1.0.
 
     Returns:
@@ -35,57 +38,78 @@ def symmetric_kl_div(logits_p: torch.Tensor,
     """
     log_p = F.log_softmax(logits_p / temperature, dim=-1)
     log_q = F.log_softmax(logits_q / temperature, dim=-1)
-    return ((log_p.exp() - log_q.exp()) * (log_p - log_q)).sum(dim=-1)
+    return 0.5 * ((log_p.exp() - log_q.exp()) * (log_p - log_q)).sum(dim=-1)
+
+
+def _number(value, name: str, low: float, strict: bool) -> float:
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) \
+        and math.isfinite(value) and (value > low if strict else value >= low)
+    if not ok:
+        rel = '>' if strict else '>='
+        raise ValueError(f'HierarchicalAlignmentLoss: {name} must be a finite '
+                         f'number {rel} {low:g}, got {value!r}.')
+    return float(value)
 
 
 @MODELS.register_module()
 class HierarchicalAlignmentLoss(nn.Module):
-    """Align visual embeddings with their nearest attribute description.
+    """Align visual embeddings with their nearest attribute's text embedding.
 
-    One level (patch, slide or patient) of the hierarchical alignment of HLSS
-    (Watawana et al., "Hierarchical Text-to-Vision Self Supervised Alignment
-    for Improved Histopathology Representation Learning", MICCAI 2024,
-    https://arxiv.org/abs/2403.14616).
+    One level (patch, slide or patient) of the hierarchical alignment (HA) of
+    HLSS (Watawana et al., "Hierarchical Text-to-Vision Self Supervised
+    Alignment for Improved Histopathology Representation Learning", MICCAI
+    2024, https://arxiv.org/abs/2403.14616).
 
-    A level's head maps both the visual features and the ``M`` attribute text
-    embeddings into the same ``A``-dimensional attribute space (in HLSS
-    ``M = A``: entry ``a`` of a head output is the similarity to attribute
-    ``a``). For each visual row ``v``::
+    ``visual`` are image embeddings in the text tower's space (the
+    L2-normalised image embedding when the visual and text towers share a
+    space, as CLIP's do); ``text`` are the level's ``M`` attribute text
+    embeddings, a **fixed** target (a buffer, never a function of trainable
+    weights). For each visual row ``v`` (every view is a row)::
 
         a*   = argmax_a cos(v, text[a])                      (no gradient)
-        p    = softmax(v / tau),   q = softmax(text[a*] / tau)
-        loss = KL(p || q) + KL(q || p)
+        p    = softmax(v / tau),   q = softmax(text[a*] / tau)   over D
+        l(v) = (KL(p || q) + KL(q || p)) / 2
 
-    reduced over rows (``'mean'``, ``'sum'`` or ``'none'``) and multiplied by
-    ``loss_weight``. The nearest indices are available from :meth:`nearest`
-    for interpretability.
+    and the loss is ``loss_weight * sum_v l(v)`` (``reduction='sum'``, the
+    published form) or the mean over rows (``'mean'``).
 
-    This loss does not gather across ranks: it is computed per sample and
-    the ``'mean'`` reduction averages over the rows of this rank only, which
-    under DDP's gradient averaging equals single-process training on the
-    concatenated batch when every rank holds the same number of rows.
+    The published HLSS code computes this value in the 1024-d CLIP space at
+    ``tau = 1``, summed over all views gathered from every GPU, and adds it
+    to the objective as a plain number, i.e. **without gradient**:
+    ``detach=True`` reproduces that exactly (the term is logged and counted
+    in the total loss but trains nothing). ``detach=False`` is the
+    differentiable variant: the gradient flows into ``visual`` only, the
+    target stays fixed.
+
+    **Distributed** (``gather_distributed=True`` and more than one rank):
+    the rows of all ranks are gathered (through
+    :func:`hlss_plugin.utils.dist.gather`) and the loss is computed
+    **globally on each rank**; every rank returns the same value, equal to
+    single-process computation on the concatenated batch. The gather's
+    backward sums gradients over ranks and DDP averages them, so the
+    parameter gradients equal single-process training (tested with 2 gloo
+    processes). Without gathering, ``'sum'`` sums this rank's rows only.
 
     Args:
-        detach (bool): If True the returned value is detached (carries no
-            gradient, for logging only), which reproduces the published HLSS
-            code. Defaults to False (differentiable with respect to both
-            ``visual`` and ``text``).
-        temperature (float): Softmax temperature ``tau`` > 0. Defaults to 1.0.
-        reduction (str): ``'mean'``, ``'sum'`` or ``'none'``. Defaults to
-            ``'mean'``.
+        detach (bool): Return the value without gradient (published HLSS).
+            Defaults to False.
+        temperature (float): Softmax temperature ``tau`` > 0. Defaults to 1.0
+            (published).
+        reduction (str): ``'sum'`` (published), ``'mean'`` or ``'none'``
+            (per row, no gathering). Defaults to ``'sum'``.
+        gather_distributed (bool): Gather rows from all ranks before
+            reducing. Defaults to False.
         loss_weight (float): Finite factor >= 0. Defaults to 1.0.
 
     Shapes:
-        - visual: ``(N, A)``, or ``(N, V, A)`` for ``V`` views (every view is
-          a row).
-        - text: ``(M, A)``, row ``a`` = attribute ``a`` through the same head
-          (``M = A`` in HLSS).
+        - visual: ``(N, D)``, or ``(N, V, D)`` for ``V`` views.
+        - text: ``(M, D)``, row ``a`` = attribute ``a``'s text embedding.
         - output: scalar, or ``visual.shape[:-1]`` with ``reduction='none'``.
 
     Example:
-        >>> loss_fn = HierarchicalAlignmentLoss()
-        >>> visual = torch.randn(8, 2, 24)    # 8 patches, 2 views, 24 attrs
-        >>> text = torch.randn(24, 24)
+        >>> loss_fn = HierarchicalAlignmentLoss(detach=True)  # published
+        >>> visual = F.normalize(torch.randn(8, 2, 16), dim=-1)
+        >>> text = F.normalize(torch.randn(5, 16), dim=-1)
         >>> loss_fn(visual, text).shape
         torch.Size([])
         >>> loss_fn.nearest(visual, text).shape
@@ -95,33 +119,28 @@ class HierarchicalAlignmentLoss(nn.Module):
     def __init__(self,
                  detach: bool = False,
                  temperature: float = 1.0,
-                 reduction: str = 'mean',
+                 reduction: str = 'sum',
+                 gather_distributed: bool = False,
                  loss_weight: float = 1.0):
         super().__init__()
-        if not isinstance(detach, bool):
-            raise ValueError('HierarchicalAlignmentLoss: detach must be True '
-                             f'or False, got {detach!r}.')
-        if isinstance(temperature, bool) or \
-                not isinstance(temperature, (int, float)) or \
-                not math.isfinite(temperature) or temperature <= 0:
-            raise ValueError('HierarchicalAlignmentLoss: temperature must be '
-                             f'a finite number > 0, got {temperature!r}.')
+        for name, flag in (('detach', detach),
+                           ('gather_distributed', gather_distributed)):
+            if not isinstance(flag, bool):
+                raise ValueError(f'HierarchicalAlignmentLoss: {name} must be '
+                                 f'True or False, got {flag!r}.')
         if reduction not in _REDUCTIONS:
             raise ValueError('HierarchicalAlignmentLoss: reduction must be '
                              f'one of {_REDUCTIONS}, got {reduction!r}.')
-        if isinstance(loss_weight, bool) or \
-                not isinstance(loss_weight, (int, float)) or \
-                not math.isfinite(loss_weight) or loss_weight < 0:
-            raise ValueError('HierarchicalAlignmentLoss: loss_weight must be '
-                             f'a finite number >= 0, got {loss_weight!r}.')
         self.detach = detach
-        self.temperature = float(temperature)
+        self.temperature = _number(temperature, 'temperature', 0, True)
         self.reduction = reduction
-        self.loss_weight = float(loss_weight)
+        self.gather_distributed = gather_distributed
+        self.loss_weight = _number(loss_weight, 'loss_weight', 0, False)
 
     def extra_repr(self) -> str:
         return (f'detach={self.detach}, temperature={self.temperature}, '
                 f'reduction={self.reduction!r}, '
+                f'gather_distributed={self.gather_distributed}, '
                 f'loss_weight={self.loss_weight}')
 
     @staticmethod
@@ -131,48 +150,49 @@ class HierarchicalAlignmentLoss(nn.Module):
                 visual, torch.Tensor) else type(visual).__name__
             raise ValueError(
                 'HierarchicalAlignmentLoss: visual must be a tensor of shape '
-                f'(N, A) or (N, V, A) (head outputs in attribute space), got '
-                f'{got}.')
+                f'(N, D) or (N, V, D) (image embeddings in the text space), '
+                f'got {got}.')
         if not isinstance(text, torch.Tensor) or text.dim() != 2:
             got = tuple(text.shape) if isinstance(
                 text, torch.Tensor) else type(text).__name__
             raise ValueError(
                 'HierarchicalAlignmentLoss: text must be a tensor of shape '
-                '(M, A): the head applied to the M attribute text '
-                f'embeddings (M = A in HLSS), got {got}.')
+                '(M, D): the level\'s M attribute text embeddings, got '
+                f'{got}.')
         if not visual.is_floating_point() or not text.is_floating_point():
             raise ValueError(
                 'HierarchicalAlignmentLoss: visual and text must be floating '
                 f'point tensors, got {visual.dtype} and {text.dtype}.')
-        if visual.dtype != text.dtype or visual.device != text.device:
+        if visual.device != text.device:
             raise ValueError(
-                'HierarchicalAlignmentLoss: visual and text must share dtype '
-                f'and device, got {visual.dtype}/{visual.device} and '
-                f'{text.dtype}/{text.device}.')
+                'HierarchicalAlignmentLoss: visual and text must be on one '
+                f'device, got {visual.device} and {text.device}.')
         if visual.numel() == 0 or text.numel() == 0:
             raise ValueError(
                 'HierarchicalAlignmentLoss: empty input, got visual '
                 f'{tuple(visual.shape)} and text {tuple(text.shape)}.')
         if text.shape[1] != visual.shape[-1]:
             raise ValueError(
-                'HierarchicalAlignmentLoss: the last dimension A of visual '
+                'HierarchicalAlignmentLoss: the embedding size D of visual '
                 f'{tuple(visual.shape)} and of text {tuple(text.shape)} must '
-                'agree (both are outputs of the same head).')
+                'agree; map the image embedding into the text space first '
+                '(HierarchicalTextAlignedHead does).')
 
     def nearest(self, visual: torch.Tensor,
                 text: torch.Tensor) -> torch.Tensor:
         """Index of the text row with the highest cosine similarity.
 
         Args:
-            visual (Tensor): ``(N, A)`` or ``(N, V, A)``.
-            text (Tensor): ``(M, A)``.
+            visual (Tensor): ``(N, D)`` or ``(N, V, D)``.
+            text (Tensor): ``(M, D)``.
 
         Returns:
             Tensor: int64 indices in ``[0, M)`` of shape ``visual.shape[:-1]``.
         """
         self._check_inputs(visual, text)
         with torch.no_grad():
-            sim = F.normalize(visual, dim=-1) @ F.normalize(text, dim=-1).t()
+            sim = F.normalize(visual.float(), dim=-1) @ \
+                F.normalize(text.float(), dim=-1).t()
             return sim.argmax(dim=-1)
 
     def forward(self, visual: torch.Tensor,
@@ -180,19 +200,22 @@ class HierarchicalAlignmentLoss(nn.Module):
         """Compute the loss.
 
         Args:
-            visual (Tensor): ``(N, A)`` or ``(N, V, A)`` head outputs.
-            text (Tensor): ``(M, A)`` head outputs of the attribute texts.
+            visual (Tensor): ``(N, D)`` or ``(N, V, D)`` image embeddings.
+            text (Tensor): ``(M, D)`` fixed attribute text embeddings.
 
         Returns:
-            Tensor: Scalar, or ``visual.shape[:-1]`` for ``reduction='none'``.
+            Tensor: Scalar (the same on every rank when gathering), or
+            ``visual.shape[:-1]`` for ``reduction='none'``.
         """
         idx = self.nearest(visual, text)
-        per_row = symmetric_kl_div(visual, text[idx], self.temperature)
-        if self.reduction == 'mean':
-            loss = per_row.mean()
-        elif self.reduction == 'sum':
-            loss = per_row.sum()
-        else:
+        target = text.detach().to(visual.dtype)[idx]
+        per_row = symmetric_kl_div(visual, target, self.temperature)
+        if self.reduction == 'none':
             loss = per_row
+        else:
+            rows = per_row.reshape(-1)
+            if self.gather_distributed and world_size() > 1:
+                rows = gather(rows)
+            loss = rows.sum() if self.reduction == 'sum' else rows.mean()
         loss = self.loss_weight * loss
         return loss.detach() if self.detach else loss

@@ -4,8 +4,9 @@ import json
 import logging
 import os
 import os.path as osp
+import warnings
 from abc import ABCMeta, abstractmethod
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -13,18 +14,60 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 
 from hlss_plugin.utils import dist
+from hlss_plugin.utils.checkpoint import describe_load_error
 
-__all__ = ['BaseTextTower', 'fingerprint_files']
+__all__ = ['BaseTextTower', 'file_digest', 'fingerprint_files']
 
-# Files up to this size are hashed whole; larger ones (model weights) by their
-# size plus their first and last chunk, which is fast and still changes when
-# the weights are replaced.
-_WHOLE_HASH_LIMIT = 4 << 20
-_EDGE_BYTES = 1 << 20
+_BLOCK = 1 << 20
+#: Digest of each file already hashed in this process, keyed by
+#: ``(real path, size, mtime_ns)``; a file replaced in place gets a new mtime
+#: (or size) and is hashed again.
+_FILE_DIGESTS: Dict[Tuple[str, int, int], str] = {}
+
+
+def file_digest(path: str) -> str:
+    """SHA-256 of a file's whole content, streamed in 1 MiB blocks.
+
+    The digest is remembered per ``(real path, size, mtime_ns)`` for the
+    rest of the process, so asking again for an unchanged file costs one
+    ``os.stat``. (A file rewritten with the same size *and* the same
+    modification time in nanoseconds would be missed; editors and
+    ``save_pretrained`` always change the mtime.)
+
+    Args:
+        path (str): The file.
+
+    Returns:
+        str: A SHA-256 hex digest.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.NamedTemporaryFile() as f:
+        ...     file_digest(f.name)[:8]
+        'e3b0c442'
+    """
+    real = osp.realpath(path)
+    stat = os.stat(real)
+    key = (real, stat.st_size, stat.st_mtime_ns)
+    digest = _FILE_DIGESTS.get(key)
+    if digest is None:
+        sha = hashlib.sha256()
+        with open(real, 'rb') as f:
+            for block in iter(lambda: f.read(_BLOCK), b''):
+                sha.update(block)
+        digest = _FILE_DIGESTS[key] = sha.hexdigest()
+    return digest
 
 
 def fingerprint_files(paths: Sequence[str]) -> str:
     """Content fingerprint of files, independent of where they are stored.
+
+    Every file is hashed *whole* (:func:`file_digest`), so a model whose
+    weights change anywhere -- even one layer, at the same file size -- gets
+    a new fingerprint. The key is content-based on purpose rather than a
+    model revision id (such as a Hugging Face snapshot commit hash): a
+    local folder can be edited in place without its revision changing.
+    Hashing runs at about 1 GB/s and each file is hashed once per process.
 
     Args:
         paths (Sequence[str]): Files to fingerprint; their base names and
@@ -42,15 +85,7 @@ def fingerprint_files(paths: Sequence[str]) -> str:
     """
     digest = hashlib.sha256()
     for path in sorted(paths, key=osp.basename):
-        size = osp.getsize(path)
-        digest.update(f'{osp.basename(path)}\0{size}\0'.encode())
-        with open(path, 'rb') as f:
-            if size <= _WHOLE_HASH_LIMIT:
-                digest.update(f.read())
-            else:
-                digest.update(f.read(_EDGE_BYTES))
-                f.seek(size - _EDGE_BYTES)
-                digest.update(f.read(_EDGE_BYTES))
+        digest.update(f'{osp.basename(path)}\0{file_digest(path)}\0'.encode())
     return digest.hexdigest()
 
 
@@ -96,7 +131,12 @@ class BaseTextTower(nn.Module, metaclass=ABCMeta):
     and every attribute name and description in order. The file holds only
     tensors, strings and lists (it loads with ``torch.load(...,
     weights_only=True)``). A later call or run with the same key reads the
-    file and does not load the text model at all.
+    file and does not load the text model at all. The model fingerprint
+    hashes the *whole* content of every model file (see
+    :func:`fingerprint_files`), so changed weights never reuse old
+    embeddings. The cache is optional: a ``cache_dir`` that cannot be
+    created or written (read-only disk) gives a warning naming the folder
+    and the run goes on with the computed embeddings.
 
     **Distributed.** When a ``torch.distributed`` process group with more
     than one rank is initialised, :meth:`embed_attributes` is a collective:
@@ -326,7 +366,7 @@ class BaseTextTower(nn.Module, metaclass=ABCMeta):
         except Exception as exc:  # unreadable: recompute and overwrite
             print_log(
                 f'{type(self).__name__}: ignoring unreadable cache '
-                f'{path} ({exc}); recomputing.',
+                f'{path} ({describe_load_error(exc)}); recomputing.',
                 logger='current',
                 level=logging.WARNING)
             return None
@@ -345,7 +385,34 @@ class BaseTextTower(nn.Module, metaclass=ABCMeta):
     def _write_cache(self, path: str, key: str, names: List[str],
                      groups: List[List[str]],
                      embeddings: torch.Tensor) -> None:
-        os.makedirs(osp.dirname(path), exist_ok=True)
+        """Store the embeddings; a cache folder that cannot be written is
+        a warning, not an error (the cache is optional)."""
+        tmp = f'{path}.tmp{os.getpid()}'
+        try:
+            os.makedirs(osp.dirname(path), exist_ok=True)
+            self._save_record(path, tmp, key, names, groups, embeddings)
+        except (OSError, RuntimeError) as exc:
+            if osp.exists(tmp):
+                try:
+                    os.remove(tmp)
+                except OSError:
+                    pass
+            warnings.warn(
+                f'{type(self).__name__}: cannot write the text embedding '
+                f'cache in {self.cache_dir} ({type(exc).__name__}: '
+                f'{str(exc).splitlines()[0] if str(exc) else exc!r}); going '
+                f'on without it (the embeddings are recomputed next run). '
+                f'Set cache_dir to a writable folder, or cache_dir=None to '
+                f'silence this.', stacklevel=3)
+            return
+        print_log(
+            f'{type(self).__name__}: saved attribute embeddings to '
+            f'{path}',
+            logger='current')
+
+    def _save_record(self, path: str, tmp: str, key: str, names: List[str],
+                     groups: List[List[str]],
+                     embeddings: torch.Tensor) -> None:
         record = {
             'key': key,
             'tower': type(self).__name__,
@@ -355,13 +422,8 @@ class BaseTextTower(nn.Module, metaclass=ABCMeta):
             'descriptions': groups,
             'embeddings': embeddings,
         }
-        tmp = f'{path}.tmp{os.getpid()}'
         torch.save(record, tmp)
         os.replace(tmp, path)
-        print_log(
-            f'{type(self).__name__}: saved attribute embeddings to '
-            f'{path}',
-            logger='current')
 
 
 def _modules_in(backend: Any) -> List[nn.Module]:

@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 
+from hlss_plugin.utils.checkpoint import describe_load_error
+
 from .base_text_tower import BaseTextTower, fingerprint_files
 
 __all__ = ['PrecomputedTextTower']
@@ -97,10 +99,11 @@ class PrecomputedTextTower(BaseTextTower):
     def _read_pt(self):
         try:
             data = torch.load(self.path, map_location='cpu', weights_only=True)
-        except Exception as exc:
+        except Exception as exc:  # torch's text advises weights_only=False
             raise ValueError(f'PrecomputedTextTower: cannot read {self.path} '
-                             f'with torch.load(weights_only=True) ({exc}). '
-                             f'{_FORMAT_HELP}') from exc
+                             f'with torch.load(weights_only=True) '
+                             f'({describe_load_error(exc)}). '
+                             f'{_FORMAT_HELP}') from None
         if not isinstance(data, Mapping):
             raise ValueError(f'PrecomputedTextTower: {self.path} holds a '
                              f'{type(data).__name__}. {_FORMAT_HELP}')

@@ -40,7 +40,8 @@ def build(text_files, **overrides):
     head = dict(attributes=attrs, hvc_loss=dict(
         type='HierarchicalSupConLoss', temperature=0.07,
         gather_distributed=True), ha_loss=dict(
-            type='HierarchicalAlignmentLoss', temperature=0.5))
+            type='HierarchicalAlignmentLoss', temperature=0.5,
+            gather_distributed=True))
     cfg = dict(type='HLSS',
                data_preprocessor=dict(type='SelfSupDataPreprocessor',
                                       mean=[0.5] * 3, std=[0.25] * 3),

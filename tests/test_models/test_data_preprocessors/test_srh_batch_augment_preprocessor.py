@@ -70,8 +70,11 @@ def normalise(x):
 
 
 # --------------------------------------------------- fixed-parameter checks
-def test_views_equal_per_sample_pipeline_for_recorded_plans():
-    pre = build(record=True, num_views=3)
+@pytest.mark.parametrize('augment', [
+    dict(ops=small_ops(), rand_prob=0.5),
+    dict(recipe='published', crop_size=16)], ids=['default', 'published'])
+def test_views_equal_per_sample_pipeline_for_recorded_plans(augment):
+    pre = build(augment=augment, record=True, num_views=3)
     raw = raw_batch(6)
     out = pre(dict(inputs=raw, data_samples=None), training=True)
     assert len(out['inputs']) == 3 and len(pre.last_plans) == 3
@@ -90,8 +93,8 @@ def test_views_equal_per_sample_pipeline_for_recorded_plans():
 
 @pytest.mark.parametrize('name', sorted(A.AUGMENT_OPS))
 def test_each_op_batched_equals_per_sample(name):
-    cfg = dict(type=name, size=16) if name == 'random_resized_crop' else \
-        dict(type=name)
+    cfg = (dict(type=name, size=16) if name in ('random_resized_crop',
+                                                 'resize') else dict(type=name))
     pre = build(augment=dict(ops=[cfg], base_ops=(), rand_prob=1.0),
                 record=True, num_views=1)
     raw = raw_batch(5, h=20, w=20, seed=1)
@@ -107,7 +110,7 @@ def test_each_op_batched_equals_per_sample(name):
         torch.testing.assert_close(view[i], normalise(single), atol=1e-4,
                                    rtol=0)
     if name not in ('autocontrast', 'solarize', 'hflip', 'vflip',
-                    'gaussian_blur', 'sharpness'):  # fixed by default
+                    'gaussian_blur', 'sharpness', 'resize'):  # fixed
         # per-sample parameters really differ across the batch
         rows = [torch.cat([v[i].flatten().float() for v in
                            plan[0].params.values()]) for i in range(5)]

@@ -1,4 +1,5 @@
 """HierarchicalTextAlignedHead: text-initialised rows, bridge, losses."""
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -61,14 +62,72 @@ def test_losses_equal_the_loss_modules_on_the_projection():
     ids = torch.tensor([0, 0, 1, 1, 2, 2])
     losses = head.loss(feats, ids)
     s = F.normalize(feats, dim=2) @ F.normalize(t, dim=1).T
-    text_space = F.normalize(t, dim=1) @ F.normalize(t, dim=1).T
     assert torch.allclose(losses['hvc'],
                           HierarchicalSupConLoss(temperature=0.1)(s, ids))
+    # HA: the normalised image embedding against the fixed text rows
     assert torch.allclose(
         losses['ha'],
-        HierarchicalAlignmentLoss(temperature=0.5)(s, text_space))
+        HierarchicalAlignmentLoss(temperature=0.5)(
+            F.normalize(feats, dim=2), F.normalize(t, dim=1)))
     sum(losses.values()).backward()
     assert head.attribute_proj.weight.grad is not None
+
+
+def test_ha_target_does_not_move_with_the_trainable_rows():
+    """Training W cannot lower HA: its target is the text buffer."""
+    t = text()
+    head = HierarchicalTextAlignedHead(
+        t, in_channels=32, hvc_loss=None,
+        ha_loss=dict(type='HierarchicalAlignmentLoss'))
+    feats = torch.randn(6, 2, 32)
+    before = head.loss(feats, torch.arange(6))['ha']
+    with torch.no_grad():  # collapse every row onto one direction
+        head.attribute_proj.weight.copy_(
+            head.attribute_proj.weight[:1].clone())
+    after = head.loss(feats, torch.arange(6))['ha']
+    assert torch.equal(before, after)
+    after.backward()
+    assert head.attribute_proj.weight.grad is None
+    assert head.bridge.weight.grad.abs().sum() > 0  # the image side moves
+
+
+def test_each_text_embedding_selects_its_own_row_without_bridge():
+    """C == D (CLIP): a text embedding fed as an image feature picks its
+    own row."""
+    t = text(a=40, d=16, seed=3)
+    head = HierarchicalTextAlignedHead(t, in_channels=16)
+    _, s = head(t)
+    assert s.argmax(dim=1).tolist() == list(range(40))
+
+
+def test_center_text_subtracts_the_attribute_mean():
+    t = text(a=6, d=8, seed=4) + 3.0  # a narrow cone: a large common part
+    head = HierarchicalTextAlignedHead(t, in_channels=8, center_text=True)
+    unit = t.numpy() / np.linalg.norm(t.numpy(), axis=1, keepdims=True)
+    centred = unit - unit.mean(axis=0, keepdims=True)
+    expected = centred / np.linalg.norm(centred, axis=1, keepdims=True)
+    np.testing.assert_allclose(head.text_embeddings.numpy(), expected,
+                               atol=1e-6)
+    np.testing.assert_allclose(head.attribute_proj.weight.detach().numpy(),
+                               expected, atol=1e-6)
+    plain = HierarchicalTextAlignedHead(t, in_channels=8)
+    off = ~np.eye(6, dtype=bool)
+    assert (expected @ expected.T)[off].mean() < \
+        (plain.text_embeddings @ plain.text_embeddings.T).numpy()[off].mean()
+    with pytest.raises(ValueError, match='center_text=True needs at least 2'):
+        HierarchicalTextAlignedHead(t[:1], in_channels=8, center_text=True)
+
+
+def test_mlp_bridge_scrambles_the_language_tie():
+    """The reason no config uses bridge_hidden: at initialisation the rows
+    picked by text embeddings fed through a random MLP are near chance."""
+    t = text(a=40, d=16, seed=3)
+    torch.manual_seed(0)
+    head = HierarchicalTextAlignedHead(t, in_channels=16, bridge_hidden=64)
+    head.eval()
+    _, s = head(t)
+    own = (s.argmax(dim=1) == torch.arange(40)).float().mean().item()
+    assert own < 0.5
 
 
 @pytest.mark.parametrize('kwargs, match', [

@@ -23,9 +23,13 @@ val_dataloader = dict(
     collate_fn=dict(type='default_collate'),
     dataset=dict(
         type='HierarchicalKNNDataset',
+        # The bank reads the train split, so it has the training dataset's
+        # bad-patch policy (opensrh_hierarchical.py: 'skip'; a bad patch is
+        # left out of the bank). Queries stop at a bad patch ('raise').
         bank=dict(type='OpenSRHDataset',
                   data_root='{{$HLSS_SRH_ROOT:data/synthetic_srh}}',
-                  split='train'),
+                  split='train',
+                  on_bad_patch='skip'),
         query=dict(type='OpenSRHDataset',
                    data_root='{{$HLSS_SRH_ROOT:data/synthetic_srh}}',
                    split='val'),
