@@ -181,7 +181,7 @@ def test_failed_method_and_random_seeds(root, tmp_path, monkeypatch,
                                         capsys):
     calls = []
 
-    def broken(out_dir, name, cfg, seed):
+    def broken(out_dir, name, cfg, seed, reuse=False):
         calls.append((osp.relpath(out_dir, work), name, seed,
                       cfg.randomness.seed,
                       cfg.train_dataloader.sampler.seed))
