@@ -541,38 +541,54 @@ def _error_line(log_path: str) -> str:
     return lines[-1] if lines else 'no output'
 
 
-def _reusable(config_path: str, text: str, result_path: str) -> bool:
-    """Whether the folder holds a finished run of the config ``text``."""
+def _runner_part(cfg: Config) -> dict:
+    """What a training run depends on: the Runner's keys, less the work
+    dir (helper variables of the config file are left out)."""
+    return {key: cfg.get(key) for key in RUNNER_KEYS if key != 'work_dir'}
+
+
+def _reusable(config_path: str, cfg: Config, result_path: str,
+              out_dir: str) -> Optional[dict]:
+    """The result of a finished run in ``out_dir`` that trained exactly what
+    ``cfg`` trains (same Runner keys but the work dir), else None."""
     if not (osp.isfile(config_path) and osp.isfile(result_path)):
-        return False
-    with open(config_path) as f:
-        if f.read() != text:
-            return False
+        return None
+    try:
+        old = Config.fromfile(config_path)
+    except Exception:
+        return None
+    if _runner_part(old) != _runner_part(cfg):
+        return None
     with open(result_path) as f:
         result = json.load(f)
-    return bool(result.get('checkpoint')) and osp.isfile(result['checkpoint'])
+    # the run's files live in its own folder (which may have moved since
+    # the result was written): never follow a path out of it
+    for key in ('checkpoint', 'curve'):
+        path = result.get(key)
+        here = path and osp.join(out_dir, 'train', osp.basename(path))
+        result[key] = here if here and osp.isfile(here) else None
+    return result if result.get('checkpoint') else None
 
 
 def run_training(out_dir: str, name: str, cfg: Config, seed: int,
                  reuse: bool = False) -> dict:
     """Train ``cfg`` in a subprocess; returns its result (or the error).
 
-    With ``reuse`` a finished run of the identical dumped config in
-    ``out_dir`` is returned as it is (``reused=True``).
+    With ``reuse`` a finished run in ``out_dir`` whose dumped config has the
+    same Runner keys (model, data, schedule, hooks, seed; not the work dir)
+    is returned as it is (``reused=True``).
     """
     os.makedirs(out_dir, exist_ok=True)
     config_path = osp.join(out_dir, f'{name}_benchmark_config.py')
     result_path = osp.join(out_dir, 'train_result.json')
     log_path = osp.join(out_dir, 'train.log')
-    text = cfg.pretty_text
-    if reuse and _reusable(config_path, text, result_path):
-        with open(result_path) as f:
-            result = json.load(f)
-        result.update(wall_s=result.get('wall_s', 0.0), log=log_path,
-                      reused=True)
-        return result
-    with open(config_path, 'w') as f:
-        f.write(text)
+    if reuse:
+        result = _reusable(config_path, cfg, result_path, out_dir)
+        if result is not None:
+            result.update(wall_s=result.get('wall_s', 0.0), log=log_path,
+                          reused=True)
+            return result
+    cfg.dump(config_path)
     if osp.exists(result_path):
         os.remove(result_path)
     env = dict(os.environ)

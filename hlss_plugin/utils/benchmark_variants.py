@@ -9,7 +9,7 @@ options that change its HLSS level heads (every
   ``hlss:ha=off``, ``simclr_hlss:bridge=mlp,ha_weight=0.5``;
 * named: ``<base>_<suffix>`` with a suffix of :data:`NAMED_SUFFIXES`
   (``hlss_no_ha``, ``hlss_mlp_bridge``, ``hlss_ha_published``,
-  ``hlss_frozen_rows``, ``hlss_no_hvc``, ``hlss_uncentred``) or ``<base>_ha_w<x>`` (HA loss
+  ``hlss_frozen_rows``, ``hlss_no_hvc``, ``hlss_centred``) or ``<base>_ha_w<x>`` (HA loss
   weight ``x``, e.g. ``hlss_ha_w0.5``).
 
 Options (:data:`OPTIONS`):
@@ -67,7 +67,7 @@ NAMED_SUFFIXES: Dict[str, Dict[str, str]] = {
     'mlp_bridge': dict(bridge='mlp'),
     'ha_published': dict(ha='published'),
     'frozen_rows': dict(rows='frozen'),
-    'uncentred': dict(center='off'),
+    'centred': dict(center='on'),
 }
 _WEIGHT_SUFFIX = re.compile(r'^ha_w(?P<w>\d+(?:\.\d+)?)$')
 #: Top-level config variables (from hlss_level_heads.py) the loss options

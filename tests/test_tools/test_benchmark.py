@@ -403,23 +403,37 @@ def test_backbone_override_builds_every_config(method, batch):
 
 def test_reuse_keeps_a_finished_run_of_the_identical_config(tmp_path):
     tool = _load_tool()
-    cfg = Config(dict(model=dict(type='X'), work_dir=str(tmp_path / 'w')))
+    cfg = Config(dict(model=dict(type='X'), helper=1,
+                      work_dir=str(tmp_path / 'w')))
     out = str(tmp_path / 'hlss' / 'seed0')
-    os.makedirs(out)
-    ckpt = tmp_path / 'epoch_1.pth'
-    ckpt.write_bytes(b'')
-    with open(osp.join(out, 'hlss_benchmark_config.py'), 'w') as f:
-        f.write(cfg.pretty_text)
-    with open(osp.join(out, 'train_result.json'), 'w') as f:
-        json.dump(dict(iterations=3, checkpoint=str(ckpt), wall_s=1.5), f)
-    result = tool.run_training(out, 'hlss', cfg, 0, reuse=True)
+    os.makedirs(osp.join(out, 'train'))
+    ckpt = osp.join(out, 'train', 'epoch_1.pth')
+    open(ckpt, 'wb').close()
+    config_path = osp.join(out, 'hlss_benchmark_config.py')
+    result_path = osp.join(out, 'train_result.json')
+    cfg.dump(config_path)
+    with open(result_path, 'w') as f:
+        # written where the folder was before it moved
+        json.dump(dict(iterations=3, wall_s=1.5,
+                       checkpoint='/elsewhere/train/epoch_1.pth'), f)
+    # another work dir and helper variable: the same training
+    same = Config(dict(model=dict(type='X'), helper=2,
+                       work_dir=str(tmp_path / 'v')))
+    result = tool.run_training(out, 'hlss', same, 0, reuse=True)
     assert result['reused'] and result['iterations'] == 3
-    # a folder holding another config is not reused
+    assert result['checkpoint'] == ckpt
+    # a recorded path outside the folder is never followed, even when a
+    # file is there (another run may have moved into that place)
+    os.makedirs(tmp_path / 'elsewhere' / 'train')
+    decoy = tmp_path / 'elsewhere' / 'train' / 'epoch_2.pth'
+    decoy.write_bytes(b'')
+    with open(result_path, 'w') as f:
+        json.dump(dict(iterations=3, checkpoint=str(decoy)), f)
+    assert tool._reusable(config_path, cfg, result_path, out) is None
+    with open(result_path, 'w') as f:
+        json.dump(dict(iterations=3, checkpoint=ckpt), f)
+    # another model is another training
     other = Config(dict(model=dict(type='Y'), work_dir=str(tmp_path / 'w')))
-    assert not tool._reusable(osp.join(out, 'hlss_benchmark_config.py'),
-                              other.pretty_text,
-                              osp.join(out, 'train_result.json'))
-    ckpt.unlink()  # a result whose checkpoint is gone is not reused either
-    assert not tool._reusable(osp.join(out, 'hlss_benchmark_config.py'),
-                              cfg.pretty_text,
-                              osp.join(out, 'train_result.json'))
+    assert tool._reusable(config_path, other, result_path, out) is None
+    os.remove(ckpt)  # a run whose checkpoint is gone is not reused either
+    assert tool._reusable(config_path, cfg, result_path, out) is None

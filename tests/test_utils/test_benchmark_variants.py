@@ -27,7 +27,7 @@ BASES = ['hlss', 'simclr', 'simclr_hlss', 'byol_hlss']
     ('hlss_mlp_bridge', 'hlss', (('bridge', 'mlp'), )),
     ('hlss_ha_published', 'hlss', (('ha', 'published'), )),
     ('hlss_frozen_rows', 'hlss', (('rows', 'frozen'), )),
-    ('hlss_uncentred', 'hlss', (('center', 'off'), )),
+    ('hlss_centred', 'hlss', (('center', 'on'), )),
     ('hlss_ha_w0.5', 'hlss', (('ha_weight', '0.5'), )),
     ('hlss_ha_w2', 'hlss', (('ha_weight', '2.0'), )),
     ('simclr_hlss_no_ha', 'simclr_hlss', (('ha', 'off'), )),
@@ -100,11 +100,11 @@ def test_overrides_on_shipped_configs():
                                for lv in ('patch', 'patient', 'slide')]
     assert all(new is None for _, new in changes.values())
     assert apply_variant(hlss_cfg(), []) == {}
-    # the MiniLM config centres its attribute rows; center=off undoes it
+    # center=on centres the attribute rows of every head
     cfg = hlss_cfg()
-    changes = apply_variant(cfg, [('center', 'off')])
-    assert all(head.center_text is False for head, _ in find_heads(cfg))
-    assert changes['model.heads.slide.center_text'] == (True, False)
+    changes = apply_variant(cfg, [('center', 'on')])
+    assert all(head.center_text is True for head, _ in find_heads(cfg))
+    assert changes['model.heads.slide.center_text'] == (False, True)
 
 
 def test_override_errors():
