@@ -1,21 +1,11 @@
 """Deterministic centre crop of ``(C, H, W)`` tensors (evaluation views)."""
-import numbers
-from typing import Sequence, Tuple, Union
+from typing import Sequence, Union
 
 import torch
 from mmcv.transforms import BaseTransform
 from mmpretrain.registry import TRANSFORMS
 
-
-def _size_pair(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
-    if isinstance(size, numbers.Integral) and not isinstance(size, bool):
-        size = (int(size), int(size))
-    if (not isinstance(size, (tuple, list)) or len(size) != 2 or any(
-            isinstance(s, bool) or not isinstance(s, numbers.Integral)
-            or s < 1 for s in size)):
-        raise ValueError(f'CenterCropTensor: size must be an int >= 1 or an '
-                         f'(h, w) pair of them, got {size!r}.')
-    return int(size[0]), int(size[1])
+from .size_pair import size_pair
 
 
 @TRANSFORMS.register_module()
@@ -43,7 +33,7 @@ class CenterCropTensor(BaseTransform):
     """
 
     def __init__(self, size: Union[int, Sequence[int]] = 224):
-        self.size = _size_pair(size)
+        self.size = size_pair(size, 'CenterCropTensor')
 
     def transform(self, results: dict) -> dict:
         img = results['img']

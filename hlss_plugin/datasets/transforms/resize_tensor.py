@@ -1,25 +1,15 @@
 """Deterministic resize of whole ``(C, H, W)`` tensors (evaluation views)."""
-import numbers
-from typing import Sequence, Tuple, Union
+from typing import Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from mmcv.transforms import BaseTransform
 from mmpretrain.registry import TRANSFORMS
 
+from .size_pair import size_pair
+
 #: Interpolation modes :class:`ResizeTensor` accepts.
 INTERPOLATIONS = ('bilinear', 'bicubic')
-
-
-def _size_pair(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
-    if isinstance(size, numbers.Integral) and not isinstance(size, bool):
-        size = (int(size), int(size))
-    if (not isinstance(size, (tuple, list)) or len(size) != 2 or any(
-            isinstance(s, bool) or not isinstance(s, numbers.Integral)
-            or s < 1 for s in size)):
-        raise ValueError(f'ResizeTensor: size must be an int >= 1 or an '
-                         f'(h, w) pair of them, got {size!r}.')
-    return int(size[0]), int(size[1])
 
 
 @TRANSFORMS.register_module()
@@ -65,7 +55,7 @@ class ResizeTensor(BaseTransform):
                  size: Union[int, Sequence[int]] = 224,
                  interpolation: str = 'bicubic',
                  antialias: bool = False):
-        self.size = _size_pair(size)
+        self.size = size_pair(size, 'ResizeTensor')
         if interpolation not in INTERPOLATIONS:
             raise ValueError(f'ResizeTensor: interpolation must be one of '
                              f'{INTERPOLATIONS}, got {interpolation!r}.')
