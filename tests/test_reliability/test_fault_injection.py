@@ -8,7 +8,6 @@ import importlib.util
 import json
 import os
 import os.path as osp
-import shutil
 import warnings
 from types import SimpleNamespace
 
@@ -27,7 +26,6 @@ from hlss_plugin.errors import BadPatchError
 from hlss_plugin.models.text_towers import base_text_tower
 from hlss_plugin.models.text_towers.base_text_tower import (
     BaseTextTower, file_digest, fingerprint_folder)
-from hlss_plugin.synthetic import make_synthetic_srh
 from hlss_plugin.utils import resolve_under_root
 from hlss_plugin.utils.checkpoint import read_state_dict
 from hlss_plugin.utils.resume import ResumeError, check_resume_checkpoint
@@ -37,23 +35,6 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 # ----------------------------------------------------------------- helpers
-@pytest.fixture(scope='module')
-def synthetic(tmp_path_factory):
-    """4 patients (2 train, 2 val), 1 slide of 2 patches each, 32 px."""
-    root = str(tmp_path_factory.mktemp('srh') / 'srh')
-    make_synthetic_srh(root, patients_per_class=2, slides=1, patches=2,
-                       size=32, classes=['hgg', 'normal'])
-    return root
-
-
-@pytest.fixture
-def srh(synthetic, tmp_path):
-    """A private copy of the synthetic set, free to corrupt."""
-    root = str(tmp_path / 'srh')
-    shutil.copytree(synthetic, root)
-    return root
-
-
 def read_json(root, name):
     with open(osp.join(root, 'meta', name)) as f:
         return json.load(f)
@@ -99,14 +80,14 @@ MANIFEST = ('path,patient,slide,label,split\n'
 
 
 # ------------------------------------------- patient in train and in val
-def test_opensrh_patient_in_train_and_val(srh):
-    split = read_json(srh, 'train_val_split.json')
+def test_opensrh_patient_in_train_and_val(tiny_srh_copy):
+    split = read_json(tiny_srh_copy, 'train_val_split.json')
     leaked = split['train'][0]
     split['val'].append(leaked)
-    path = write_json(srh, 'train_val_split.json', split)
+    path = write_json(tiny_srh_copy, 'train_val_split.json', split)
     for name in ('train', 'val'):
         with pytest.raises(ValueError) as err:
-            OpenSRHDataset(srh, split=name)
+            OpenSRHDataset(tiny_srh_copy, split=name)
         msg = str(err.value)
         assert path in msg and repr(leaked) in msg
         assert '"train" and "val"' in msg
@@ -141,19 +122,19 @@ def test_manifest_patient_in_two_splits(tmp_path):
     assert 'exactly one split' in msg and 'same "split" value' in msg
 
 
-def test_knn_bank_and_query_share_a_patient(synthetic):
-    split = read_json(synthetic, 'train_val_split.json')
+def test_knn_bank_and_query_share_a_patient(tiny_srh):
+    split = read_json(tiny_srh, 'train_val_split.json')
     leaked = split['train'][0]
     cfg = dict(type='HierarchicalKNNDataset',
-               bank=dict(type='OpenSRHDataset', data_root=synthetic,
+               bank=dict(type='OpenSRHDataset', data_root=tiny_srh,
                          split='train'),
-               query=dict(type='OpenSRHDataset', data_root=synthetic,
+               query=dict(type='OpenSRHDataset', data_root=tiny_srh,
                           split=split['val'] + [leaked]))
     with pytest.raises(ValueError) as err:
         DATASETS.build(cfg)
     msg = str(err.value)
     assert repr(leaked) in msg and 'in both the bank' in msg
-    assert osp.join(synthetic, 'meta', 'train_val_split.json') in msg
+    assert osp.join(tiny_srh, 'meta', 'train_val_split.json') in msg
     assert 'disjoint splits' in msg
     # the normal case still builds
     cfg['query']['split'] = 'val'
@@ -161,14 +142,14 @@ def test_knn_bank_and_query_share_a_patient(synthetic):
 
 
 # -------------------------------------------------------- duplicated data
-def test_opensrh_patch_listed_twice(srh):
-    meta = read_json(srh, 'opensrh.json')
+def test_opensrh_patch_listed_twice(tiny_srh_copy):
+    meta = read_json(tiny_srh_copy, 'opensrh.json')
     patient = next(p for p in meta if meta[p]['class'] != 'normal')
     slide, record = first_slide(meta, patient)
     record['tumor_patches'].append(record['tumor_patches'][0])
-    path = write_json(srh, 'opensrh.json', meta)
+    path = write_json(tiny_srh_copy, 'opensrh.json', meta)
     with pytest.raises(ValueError) as err:
-        OpenSRHDataset(srh, split=None)
+        OpenSRHDataset(tiny_srh_copy, split=None)
     msg = str(err.value)
     assert msg.startswith(f'{path}: patch ')
     assert f'["{patient}"]["slides"]["{slide}"]["tumor_patches"]' in msg
@@ -199,13 +180,13 @@ def test_manifest_duplicated_row(tmp_path):
 # ------------------------------------------------------- missing classes
 @pytest.mark.parametrize('value, shown', [(None, 'null'), ('', '""'),
                                           ('  ', '"  "')])
-def test_null_or_empty_class(srh, value, shown):
-    meta = read_json(srh, 'opensrh.json')
+def test_null_or_empty_class(tiny_srh_copy, value, shown):
+    meta = read_json(tiny_srh_copy, 'opensrh.json')
     patient = sorted(meta)[-1]
     meta[patient]['class'] = value
-    path = write_json(srh, 'opensrh.json', meta)
+    path = write_json(tiny_srh_copy, 'opensrh.json', meta)
     with pytest.raises(ValueError) as err:
-        OpenSRHDataset(srh, split=None)
+        OpenSRHDataset(tiny_srh_copy, split=None)
     msg = str(err.value)
     assert msg.startswith(f'{path}: patient {patient!r} has "class": '
                           f'{shown}')
@@ -221,28 +202,28 @@ def test_missing_class_key(tmp_path):
 
 
 # ---------------------------------------------------- empty slides / patients
-def test_patient_without_slides(srh):
-    meta = read_json(srh, 'opensrh.json')
+def test_patient_without_slides(tiny_srh_copy):
+    meta = read_json(tiny_srh_copy, 'opensrh.json')
     patient = sorted(meta)[0]
     meta[patient]['slides'] = {}
-    path = write_json(srh, 'opensrh.json', meta)
+    path = write_json(tiny_srh_copy, 'opensrh.json', meta)
     with pytest.raises(ValueError) as err:
-        OpenSRHDataset(srh, split=None)
+        OpenSRHDataset(tiny_srh_copy, split=None)
     msg = str(err.value)
     assert msg.startswith(f'{path}: patient {patient!r} has no slides')
     assert 'remove the patient' in msg
 
 
-def test_slide_without_patches(srh, tmp_path):
-    meta = read_json(srh, 'opensrh.json')
+def test_slide_without_patches(tiny_srh_copy, tmp_path):
+    meta = read_json(tiny_srh_copy, 'opensrh.json')
     patient = next(p for p in meta if meta[p]['class'] == 'normal')
     slide, record = first_slide(meta, patient)
     record['normal_patches'] = []
-    path = write_json(srh, 'opensrh.json', meta)
+    path = write_json(tiny_srh_copy, 'opensrh.json', meta)
     with pytest.raises(ValueError, match=rf'{path} \["{patient}"\]\["slides"\]'
                        rf'\["{slide}"\] has no patches \(no "normal_patches"'
                        rf'\).*remove the slide'):
-        OpenSRHDataset(srh, split=None)
+        OpenSRHDataset(tiny_srh_copy, split=None)
     tcga = json.loads(json.dumps(TCGA_META))
     tcga['T1']['slides']['DX1']['num_patches'] = 0
     with pytest.raises(ValueError, match=r'\["T1"\]\["slides"\]\["DX1"\] has '
@@ -295,8 +276,8 @@ class _FailOnSlide:
         return dict(slide=results['slide'])
 
 
-def test_skips_in_workers_reach_the_main_process(synthetic):
-    ds = OpenSRHDataset(synthetic, split='train', on_bad_patch='skip')
+def test_skips_in_workers_reach_the_main_process(tiny_srh):
+    ds = OpenSRHDataset(tiny_srh, split='train', on_bad_patch='skip')
     bad = ds.get_data_info(0)['img_path']
     ds.pipeline = _FailOnSlide(bad)
     loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=1,
@@ -312,12 +293,12 @@ def test_skips_in_workers_reach_the_main_process(synthetic):
         2 * ds.total_skipped
 
 
-def test_train_tool_prints_the_skipped_total(synthetic, capsys):
+def test_train_tool_prints_the_skipped_total(tiny_srh, capsys):
     spec = importlib.util.spec_from_file_location(
         'hlss_tools_train', osp.join(REPO, 'tools', 'train.py'))
     train_tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(train_tool)
-    ds = OpenSRHDataset(synthetic, split='train', on_bad_patch='skip')
+    ds = OpenSRHDataset(tiny_srh, split='train', on_bad_patch='skip')
     runner = SimpleNamespace(_train_loop=SimpleNamespace(
         dataloader=SimpleNamespace(dataset=ds)))
     assert train_tool.report_skipped_patches(runner) == 0
