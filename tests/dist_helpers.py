@@ -21,7 +21,8 @@ def _entry(rank, world_size, port, worker, args):
     try:
         worker(rank, world_size, *args)
     finally:
-        torch_dist.destroy_process_group()
+        if torch_dist.is_initialized():  # the worker may have closed it
+            torch_dist.destroy_process_group()
 
 
 def run_distributed(worker, world_size: int = 2, *args) -> None:

@@ -51,12 +51,12 @@ if REPO_ROOT not in sys.path:
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.distributed as torch_dist  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 
 from hlss_plugin.engine.hooks import PreflightError  # noqa: E402
 from hlss_plugin.utils.checkpoint import (read_state_dict,  # noqa: E402
                                           state_dict_mismatch)
+from hlss_plugin.utils.dist import close_process_group  # noqa: E402
 
 
 def _load_train_tool():
@@ -325,6 +325,8 @@ def main(argv: Optional[List[str]] = None) -> Optional[Dict[str, dict]]:
     """
     args = parse_args(argv)
     owns_group = False
+    clean = False  # every rank reached the end
+    runner = None
     try:
         if not osp.isfile(args.config):
             raise ToolError(f'config file {args.config!r} not found.')
@@ -340,6 +342,7 @@ def main(argv: Optional[List[str]] = None) -> Optional[Dict[str, dict]]:
         metric = find_metric(runner.test_loop.evaluator)
         metric.evaluator_key = 'test_evaluator'  # named in its messages
         runner.test()
+        clean = True
         from mmengine.dist import is_main_process
         if not is_main_process():
             return None
@@ -368,8 +371,10 @@ def main(argv: Optional[List[str]] = None) -> Optional[Dict[str, dict]]:
     except (ToolError, PreflightError) as err:
         sys.exit(f'tools/test.py: error: {err}')
     finally:
-        if owns_group and torch_dist.is_initialized():
-            torch_dist.destroy_process_group()
+        # Frees the DDP wrapper, which holds the backend, before the group.
+        runner = None  # noqa: F841
+        if owns_group:
+            close_process_group(clean)
 
 
 if __name__ == '__main__':

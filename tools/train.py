@@ -49,6 +49,7 @@ import torch.distributed as torch_dist  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 
 from hlss_plugin.engine.hooks import PreflightError  # noqa: E402
+from hlss_plugin.utils.dist import close_process_group  # noqa: E402
 from hlss_plugin.utils.config import set_data_root, walk_config  # noqa: E402
 from hlss_plugin.utils.resume import ResumeError, guard_resume  # noqa: E402
 
@@ -331,6 +332,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     """Parse ``argv``, build the runner and train."""
     args = parse_args(argv)
     owns_group = False
+    clean = False  # every rank reached the end
+    runner = None
     try:
         if not osp.isfile(args.config):
             raise TrainToolError(f'config file {args.config!r} not found.')
@@ -343,11 +346,14 @@ def main(argv: Optional[List[str]] = None) -> None:
         guard_resume(runner)
         runner.train()
         report_skipped_patches(runner)
+        clean = True
     except (TrainToolError, ResumeError, PreflightError) as err:
         sys.exit(f'tools/train.py: error: {err}')
     finally:
-        if owns_group and torch_dist.is_initialized():
-            torch_dist.destroy_process_group()
+        # Frees the DDP wrapper, which holds the backend, before the group.
+        runner = None  # noqa: F841
+        if owns_group:
+            close_process_group(clean)
 
 
 if __name__ == '__main__':

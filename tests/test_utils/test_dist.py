@@ -86,3 +86,22 @@ def _broadcast_worker(rank, world_size):
 def test_broadcast_object_two_processes():
     assert dist.broadcast_object([1, 2]) == [1, 2]  # no group: unchanged
     run_distributed(_broadcast_worker, 2)
+
+
+def _close_after_ddp(rank, world_size, clean):
+    model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(3, 2))
+    model(torch.randn(4, 3)).sum().backward()
+    del model  # the reducer holds the backend until collected
+    dist.close_process_group(clean=clean)
+    assert not torch_dist.is_initialized()
+    dist.close_process_group(clean=clean)  # no group: a no-op
+
+
+@pytest.mark.parametrize('clean', [True, False])
+def test_close_process_group_two_processes(clean):
+    run_distributed(_close_after_ddp, 2, clean)
+
+
+def test_close_process_group_without_a_group():
+    dist.close_process_group()
+    assert not torch_dist.is_initialized()
