@@ -1,16 +1,16 @@
 """hlss_plugin: HLSS for MMPretrain.
 
-Importing the package registers every dataset, sampler, transform and hook
-into MMPretrain's registries::
+Importing the package registers every dataset, sampler, transform,
+augmentation and hook into MMPretrain's registries::
 
     custom_imports = dict(imports=['hlss_plugin'], allow_failed_imports=False)
 """
-from . import datasets, engine, evaluation, models  # noqa: F401
+from . import augmentation, datasets, engine, evaluation, models  # noqa: F401
 # (the imports above register every module into MMPretrain's registries)
 from .errors import BadPatchError
 from .version import __version__
 
 __all__ = [
-    'BadPatchError', 'datasets', 'engine', 'evaluation', 'models',
-    '__version__'
+    'BadPatchError', 'augmentation', 'datasets', 'engine', 'evaluation',
+    'models', '__version__'
 ]

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from hlss_plugin.datasets.transforms.srh_third_channel import (
-    SRHThirdChannel, srh_third_channel)
+from hlss_plugin.augmentation.srh_third_channel import srh_third_channel
+from hlss_plugin.datasets.transforms.srh_third_channel import SRHThirdChannel
 
 
 def numpy_third_channel(raw, base=5000.0, max_value=65535.0):

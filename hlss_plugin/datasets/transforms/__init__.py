@@ -1,14 +1,13 @@
-"""Transforms registered into ``mmpretrain.registry.TRANSFORMS``."""
-from .augment_ops import AUGMENT_OPS, build_augment_op
-from .center_crop_tensor import CenterCropTensor
+"""Loading, packing and evaluation transforms registered into
+``mmpretrain.registry.TRANSFORMS`` (view augmentation lives in
+:mod:`hlss_plugin.augmentation`)."""
+from .center_crop_tensor import CenterCropTensor, center_crop_box
 from .loading import LoadH5Patch, LoadPatchImage, LoadSRHPatch
 from .load_srh_patch_raw import LoadSRHPatchRaw
 from .resize_tensor import ResizeTensor
-from .srh_augment import RECIPES, SRHAugment, apply_plan
-from .srh_third_channel import SRHThirdChannel, srh_third_channel
+from .srh_third_channel import SRHThirdChannel
 
 __all__ = [
-    'AUGMENT_OPS', 'build_augment_op', 'CenterCropTensor', 'LoadH5Patch', 'LoadPatchImage',
-    'LoadSRHPatch', 'RECIPES', 'SRHAugment', 'apply_plan', 'SRHThirdChannel',
-    'srh_third_channel', 'LoadSRHPatchRaw', 'ResizeTensor'
+    'CenterCropTensor', 'center_crop_box', 'LoadH5Patch', 'LoadPatchImage',
+    'LoadSRHPatch', 'SRHThirdChannel', 'LoadSRHPatchRaw', 'ResizeTensor'
 ]

@@ -12,8 +12,7 @@ from hlss_plugin.datasets.base_hierarchical_dataset import \
     BaseHierarchicalDataset
 from hlss_plugin.datasets.hierarchical_knn_dataset import (
     ROLES, HierarchicalKNNDataset, split_source)
-from hlss_plugin.datasets.transforms.augment_ops import (RandomResizedCrop,
-                                                         Resize)
+from hlss_plugin.augmentation.ops import RandomResizedCrop, Resize
 from hlss_plugin.errors import BadPatchError
 from hlss_plugin.evaluation.metrics.hierarchical_knn_metric import \
     HierarchicalKNNMetric

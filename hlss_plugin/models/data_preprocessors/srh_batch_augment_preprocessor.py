@@ -11,9 +11,8 @@ from mmengine.logging import print_log
 from mmengine.model import ImgDataPreprocessor
 from mmpretrain.registry import MODELS, TRANSFORMS
 
-from ...datasets.transforms.srh_augment import (APPLY_MODES, PlannedOp,
-                                                SRHAugment, apply_plan)
-from ...datasets.transforms.srh_third_channel import srh_third_channel
+from ...augmentation import (APPLY_MODES, PlannedOp, SRHAugment, apply_plan,
+                             srh_third_channel)
 from ...utils.seed_mix import mix_seed
 
 # Layout of the checkpointed state: int64 [version, base seed, step].
@@ -167,8 +166,9 @@ class SRHBatchAugmentPreprocessor(ImgDataPreprocessor):
             sampling uses a different random stream (it also draws params
             of ops that fired for no sample), so the two modes give
             different (equally distributed) views for the same seed. Meant
-            for GPUs; measure both (``tools/benchmark_throughput.py
-            --augment-mode``) before choosing.
+            for GPUs; measure both
+            (``tools/benchmarks/benchmark_throughput.py --augment-mode``)
+            before choosing.
 
     Example:
         >>> pre = SRHBatchAugmentPreprocessor(

@@ -17,7 +17,7 @@ from mmpretrain.structures import DataSample
 from torch.utils.data import Dataset
 
 import hlss_plugin  # noqa: F401
-from hlss_plugin.datasets.transforms.srh_augment import apply_plan
+from hlss_plugin.augmentation import apply_plan
 from hlss_plugin.models.data_preprocessors import SRHBatchAugmentPreprocessor
 from hlss_plugin.models.data_preprocessors import \
     srh_batch_augment_preprocessor as module

@@ -13,11 +13,9 @@ from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
 
 import hlss_plugin  # noqa: F401
-from hlss_plugin.datasets.transforms import augment_ops as A
-from hlss_plugin.datasets.transforms.srh_augment import (DEFAULT_OPS,
-                                                         PlannedOp,
-                                                         SRHAugment,
-                                                         apply_plan)
+from hlss_plugin.augmentation import ops as A
+from hlss_plugin.augmentation import (DEFAULT_OPS, PlannedOp, SRHAugment,
+                                     apply_plan)
 from hlss_plugin.errors import BadPatchError
 from hlss_plugin.models.data_preprocessors import SRHBatchAugmentPreprocessor
 from hlss_plugin.models.data_preprocessors import \

@@ -11,11 +11,9 @@ import os.path as osp
 import pytest
 import torch
 
-from hlss_plugin.datasets.transforms import augment_ops as A
-from hlss_plugin.datasets.transforms.srh_augment import (DEFAULT_OPS,
-                                                         PlannedOp,
-                                                         SRHAugment,
-                                                         apply_plan)
+from hlss_plugin.augmentation import ops as A
+from hlss_plugin.augmentation import (DEFAULT_OPS, PlannedOp, SRHAugment,
+                                     apply_plan)
 from hlss_plugin.models.data_preprocessors.srh_batch_augment_preprocessor \
     import SRHBatchAugmentPreprocessor
 
@@ -561,7 +559,7 @@ def test_preprocessor_passes_the_mode_to_apply_plan(monkeypatch):
 
 # ----------------------------------------------------------- benchmark
 def test_benchmark_flag_reaches_the_preprocessor_config():
-    path = osp.join(REPO, 'tools', 'benchmark_throughput.py')
+    path = osp.join(REPO, 'tools', 'benchmarks', 'benchmark_throughput.py')
     spec = importlib.util.spec_from_file_location('bench_tput', path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

@@ -1,202 +1,29 @@
 """``SRHAugment``: the HiDisc/HLSS-style SRH augmentation as one transform.
 
 Randomness is split from computation (see
-:mod:`~hlss_plugin.datasets.transforms.augment_ops`):
-:meth:`SRHAugment.sample_plan` draws which ops fire and their parameters for
-``n`` samples, :func:`apply_plan` applies such a plan to one image
-``(C, H, W)`` or a batch ``(B, C, H, W)``. The per-sample pipeline uses
-``n = 1``; a batched GPU data preprocessor can call the same two functions
-with ``n = B`` and a CUDA generator.
-
-:data:`RECIPES` names the op lists: ``'default'`` (this plugin's, crop
-first, :data:`DEFAULT_OPS`) and ``'published'`` (the published HLSS recipe:
-bicubic resize to 224, then :data:`PUBLISHED_OPS` in order, each at 0.5).
+:mod:`~hlss_plugin.augmentation.ops`):
+:meth:`SRHAugment.sample_plan` (that is
+:func:`~hlss_plugin.augmentation.plan.sample_plan`) draws which ops fire
+and their parameters for ``n`` samples,
+:func:`~hlss_plugin.augmentation.apply_plan.apply_plan` applies such a plan
+to one image ``(C, H, W)`` or a batch ``(B, C, H, W)``. The per-sample
+pipeline uses ``n = 1``; the batched data preprocessor
+(``SRHBatchAugmentPreprocessor``) calls the same two functions with
+``n = B`` and a device generator. The op lists are in
+:mod:`~hlss_plugin.augmentation.recipes`.
 """
 import numbers
 import os
-from dataclasses import dataclass
 from typing import List, Optional, Sequence, Union
 
 import torch
 from mmcv.transforms import BaseTransform
 from mmpretrain.registry import TRANSFORMS
 
-from .augment_ops import (AUGMENT_OPS, AugmentOp, Params, RandomResizedCrop,
-                          Resize, build_augment_op, select_params)
-
-#: Strong ops of the ``'default'`` recipe (each fires with ``rand_prob``,
-#: 0.3), in the order they run, after the flips; the resized crop is moved
-#: first (see :class:`SRHAugment`).
-DEFAULT_OPS = (
-    dict(type='random_resized_crop', size=224, scale=(0.08, 1.0)),
-    dict(type='gaussian_noise', std=(0.01, 0.1)),
-    dict(type='color_jitter', brightness=0.2, contrast=0.2, saturation=0.2,
-         hue=0.1),
-    dict(type='autocontrast'),
-    dict(type='solarize', threshold=0.2),
-    dict(type='sharpness', factor=2.0),
-    dict(type='gaussian_blur', kernel_size=5, sigma=(1.0, 1.0)),
-    dict(type='erasing', scale=(0.02, 0.33), ratio=(0.3, 3.3)),
-    dict(type='affine', degrees=10.0, translate=(0.1, 0.1)),
-)
-
-#: Strong ops of the ``'published'`` recipe: the training augmentation of
-#: the published HLSS code (``train_augmentation`` of its
-#: ``train_hlss_attr3levels.yaml``, each op applied with probability
-#: ``rand_prob`` = 0.5, the default of its ``get_srh_aug_list``), in its
-#: order, with torchvision's default arguments where it gives none:
-#: ``color_jitter`` is torchvision's ``ColorJitter()``, which changes
-#: nothing; the noise std is U(0.01, 0.1); ``random_resized_crop`` and
-#: ``erasing`` use torchvision's default scale / ratio.
-PUBLISHED_OPS = (
-    dict(type='hflip'),
-    dict(type='vflip'),
-    dict(type='gaussian_noise', std=(0.01, 0.1)),
-    dict(type='color_jitter', brightness=0, contrast=0, saturation=0, hue=0),
-    dict(type='autocontrast'),
-    dict(type='solarize', threshold=0.2),
-    dict(type='sharpness', factor=2.0),
-    dict(type='gaussian_blur', kernel_size=5, sigma=1.0),
-    dict(type='affine', degrees=10.0, translate=(0.1, 0.3)),
-    dict(type='random_resized_crop', size=224, scale=(0.08, 1.0),
-         ratio=(3.0 / 4.0, 4.0 / 3.0)),
-    dict(type='erasing', scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0.0),
-)
-
-#: Named settings of :class:`SRHAugment` (``recipe=name``); explicit
-#: arguments override single entries.
-#:
-#: * ``'default'``: this plugin's recipe (crop first for speed, then the
-#:   flips at 0.5 and :data:`DEFAULT_OPS` at 0.3).
-#: * ``'published'``: the published HLSS recipe: a bicubic resize of the
-#:   whole patch to 224 x 224 (always), then :data:`PUBLISHED_OPS` in their
-#:   order, each at 0.5.
-RECIPES = {
-    'default': dict(base_ops=('hflip', 'vflip'), base_prob=0.5,
-                    ops=DEFAULT_OPS, rand_prob=0.3, crop_first=True),
-    'published': dict(
-        base_ops=(dict(type='resize', size=224, interpolation='bicubic',
-                       antialias=False), ),
-        base_prob=1.0, ops=PUBLISHED_OPS, rand_prob=0.5, crop_first=False),
-}
-
-#: Ops that change the spatial size (run with probability 1, or as the
-#: crop-first crop) and whose ``size`` ``SRHAugment(crop_size=...)`` sets.
-_SIZE_OPS = ('random_resized_crop', 'resize')
-
-#: Modes of :func:`apply_plan`.
-APPLY_MODES = ('gather', 'dense')
-
-
-@dataclass
-class PlannedOp:
-    """One op of a sampled augmentation plan for ``n`` samples.
-
-    Attributes:
-        name (str): Op name.
-        op (AugmentOp): The op.
-        mask (Tensor): ``(n,)`` bool, samples the op is applied to.
-        params (dict | None): Params for all ``n`` samples (``None`` when
-            ``mask`` is all False; never ``None`` in a plan drawn with
-            ``sync_free=True``).
-        fired (Tensor): ``(n,)`` bool, samples where the op counts as
-            applied (equal to ``mask``, except for the crop of a
-            ``crop_first`` plan, which always runs but only counts where the
-            *resized* crop was drawn).
-    """
-
-    name: str
-    op: AugmentOp
-    mask: torch.Tensor
-    params: Optional[Params]
-    fired: torch.Tensor
-
-
-def apply_plan(img: torch.Tensor, plan: Sequence[PlannedOp],
-               mode: str = 'gather') -> torch.Tensor:
-    """Apply a sampled plan to ``(C, H, W)`` (``n = 1``) or ``(B, C, H, W)``.
-
-    For each op, the samples in ``mask`` are transformed with their own
-    params; the others pass unchanged. ``img`` is not modified. Two modes
-    give the same result (up to float rounding, normally bit-exact):
-
-    * ``'gather'`` (default): per op, ``mask.all()`` / ``mask.any()`` and a
-      boolean gather/scatter ``x[mask] = op(x[mask])``, so only the chosen
-      samples are computed. Each of these reads the mask on the host: on a
-      GPU that is a host-device synchronisation (about 4 per op).
-    * ``'dense'``: per op with params, ``y = op.apply_dense(x)`` on the
-      **whole** batch (params exist for all ``n`` samples whenever the op
-      fired for any) and ``x = torch.where(mask, y, x)``; an op that
-      changes the spatial size (a crop-first crop or a ``resize``, whose
-      masks are all True) gives ``y`` directly. Nothing is read on the
-      host, by ``apply_plan`` or by the ops' ``apply_dense``
-      (``color_jitter`` computes each of its parts at each order position
-      on the whole batch and selects with ``torch.where``; the crop and
-      erasing use their batched code also for ``n = 1``), so on a GPU
-      applying the plan never synchronises. The cost: every op with params
-      runs on every sample (about ``1 / rand_prob`` times the op work,
-      ``color_jitter`` about 4 times more again). Results equal
-      ``'gather'`` up to float rounding (bit-exact on the CPU for
-      ``n > 1``, except that where gather applies the crop to a single
-      image, ``n = 1`` or a ``crop_first=False`` crop that fired for one
-      sample, it uses ``interpolate`` instead of ``grid_sample``: within
-      about 3e-5). Use
-      ``sample_plan(..., sync_free=True)`` so that sampling does not
-      synchronise either.
-
-    Args:
-        img (Tensor): Float image(s) in ``[0, 1]``.
-        plan (list[PlannedOp]): From :meth:`SRHAugment.sample_plan` with
-            ``n`` equal to the batch size.
-        mode (str): ``'gather'`` or ``'dense'``. Defaults to ``'gather'``.
-
-    Returns:
-        Tensor: Augmented image(s), same dtype; the spatial size is the crop
-        size when the plan holds a crop.
-
-    Raises:
-        ValueError: ``mode`` is not ``'gather'`` or ``'dense'``.
-
-    Example:
-        >>> aug = SRHAugment(ops=[dict(type='random_resized_crop', size=8)])
-        >>> x = torch.rand(4, 3, 16, 16)
-        >>> apply_plan(x, aug.sample_plan(None, 4, x.shape[1:])).shape
-        torch.Size([4, 3, 8, 8])
-        >>> plan = aug.sample_plan(None, 4, x.shape[1:])
-        >>> apply_plan(x, plan, mode='dense').shape
-        torch.Size([4, 3, 8, 8])
-    """
-    if mode not in APPLY_MODES:
-        raise ValueError(f'apply_plan: mode must be one of {APPLY_MODES} '
-                         f'("dense" avoids host-device syncs on a GPU), got '
-                         f'{mode!r}.')
-    single = img.ndim == 3
-    x = img.unsqueeze(0) if single else img
-    if mode == 'dense':
-        for step in plan:
-            if step.params is None:  # fired for no sample
-                continue
-            y = step.op.apply_dense(x, step.params)
-            if y.shape != x.shape:  # resizes (the crop): mask is all True
-                x = y
-            else:
-                mask = step.mask.to(x.device)
-                x = torch.where(mask.view(-1, 1, 1, 1), y, x)
-        return x[0] if single else x
-    owned = False
-    for step in plan:
-        if step.params is None:
-            continue
-        mask = step.mask.to(x.device)
-        if bool(mask.all()):
-            x = step.op.apply(x, step.params)
-            owned = True
-        elif bool(mask.any()):
-            if not owned:
-                x = x.clone()
-                owned = True
-            x[mask] = step.op.apply(x[mask], select_params(step.params, mask))
-    return x[0] if single else x
+from .apply_plan import apply_plan
+from .ops import AUGMENT_OPS, RandomResizedCrop, Resize, build_augment_op
+from .plan import CROP_FALLBACKS, PlannedOp, sample_plan
+from .recipes import RECIPES, SIZE_OPS
 
 
 @TRANSFORMS.register_module()
@@ -312,7 +139,7 @@ class SRHAugment(BaseTransform):
                     or not 0.0 <= p <= 1.0):
                 raise ValueError(f'SRHAugment: {name} must be a probability '
                                  f'in [0, 1], got {p!r}.')
-        if crop_fallback not in ('random', 'center'):
+        if crop_fallback not in CROP_FALLBACKS:
             raise ValueError(f'SRHAugment: crop_fallback must be "random" or '
                              f'"center", got {crop_fallback!r}.')
         if seed is not None and not isinstance(seed, int):
@@ -363,7 +190,7 @@ class SRHAugment(BaseTransform):
             new = []
             for cfg in ops:
                 name = cfg.get('type') if isinstance(cfg, dict) else cfg
-                if name in _SIZE_OPS:
+                if name in SIZE_OPS:
                     cfg = dict(cfg) if isinstance(cfg, dict) else dict(
                         type=name)
                     cfg['size'] = crop_size
@@ -450,54 +277,10 @@ class SRHAugment(BaseTransform):
             >>> all(p.params is not None for p in plan)
             True
         """
-        device = generator.device if generator is not None else None
-        shape = tuple(shape)
-        u = torch.rand(n, len(self.steps), generator=generator, device=device)
-        if sync_free:
-            # compare with Python floats: no (blocking) copy of the probs to
-            # the device; same float32 comparison, same masks
-            fire = torch.stack([u[:, j] < p
-                                for j, (_, p) in enumerate(self.steps)], 1)
-            fire_any = [True] * len(self.steps)
-        else:
-            probs = self._probs if device is None else self._probs.to(device)
-            fire = u < probs
-            fire_any = fire.any(dim=0).tolist()  # one sync for all ops
-        plan = []
-        for j, (op, prob) in enumerate(self.steps):
-            mask = fire[:, j]
-            if self.crop_first and isinstance(op, RandomResizedCrop):
-                params = self._crop_params(op, generator, n, shape, mask,
-                                           fire_any[j], sync_free)
-                plan.append(PlannedOp(op.name, op, torch.ones_like(mask),
-                                      params, mask))
-            else:
-                if prob < 1.0 and tuple(op.output_shape(shape)) != shape:
-                    raise ValueError(
-                        f'SRHAugment: {op.name} would turn {shape} images '
-                        f'into {tuple(op.output_shape(shape))} but fires '
-                        f'with probability {prob}, so views would differ '
-                        f'in size. Resize to its size before it (e.g. '
-                        f'recipe="published" with crop_size), give it prob '
-                        f'1.0, or use crop_first=True.')
-                params = (op.sample(generator, n, shape)
-                          if fire_any[j] else None)
-                plan.append(PlannedOp(op.name, op, mask, params, mask))
-            shape = tuple(op.output_shape(shape))
-        return plan
-
-    def _crop_params(self, op: RandomResizedCrop, generator, n, shape,
-                     resized: torch.Tensor, any_resized: bool,
-                     sync_free: bool = False) -> Params:
-        """Resized-crop boxes where ``resized``, plain crops elsewhere
-        (``sync_free``: always both, combined on the device)."""
-        random_pos = self.crop_fallback == 'random'
-        if not sync_free and (n == 1 or not any_resized):
-            return (op.sample(generator, n, shape) if any_resized else
-                    op.sample_plain(generator, n, shape, random_pos))
-        box = op.sample(generator, n, shape)['box']
-        plain = op.sample_plain(generator, n, shape, random_pos)['box']
-        return {'box': torch.where(resized.view(-1, 1), box, plain)}
+        return sample_plan(self.steps, generator, n, shape,
+                           crop_first=self.crop_first,
+                           crop_fallback=self.crop_fallback,
+                           sync_free=sync_free, probs=self._probs)
 
     # ------------------------------------------------------------ transform
     def transform(self, results: dict) -> dict:

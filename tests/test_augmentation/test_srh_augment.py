@@ -11,11 +11,9 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
-from hlss_plugin.datasets.transforms import augment_ops as A
-from hlss_plugin.datasets.transforms.srh_augment import (DEFAULT_OPS,
-                                                         PlannedOp,
-                                                         SRHAugment,
-                                                         apply_plan)
+from hlss_plugin.augmentation import ops as A
+from hlss_plugin.augmentation import (DEFAULT_OPS, PlannedOp, SRHAugment,
+                                     apply_plan)
 
 
 def gen(seed=0):
@@ -394,7 +392,7 @@ def test_seed_dtype_and_input_checks():
 
 
 def test_reference_pipeline_shapes(tmp_path):
-    from hlss_plugin.datasets.transforms.reference_pipeline import \
+    from hlss_plugin.augmentation.reference_pipeline import \
         ReferenceSRHPipeline
     path = tmp_path / 'p.tif'
     tifffile.imwrite(str(path), np.random.default_rng(0).integers(

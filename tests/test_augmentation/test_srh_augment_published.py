@@ -20,12 +20,10 @@ import torch
 import torchvision.transforms as T
 import torchvision.transforms.functional as TF
 
-from hlss_plugin.datasets.transforms import augment_ops as A
-from hlss_plugin.datasets.transforms.reference_pipeline import \
+from hlss_plugin.augmentation import ops as A
+from hlss_plugin.augmentation import PlannedOp, SRHAugment, apply_plan
+from hlss_plugin.augmentation.reference_pipeline import \
     build_reference_augment
-from hlss_plugin.datasets.transforms.srh_augment import (PlannedOp,
-                                                         SRHAugment,
-                                                         apply_plan)
 from hlss_plugin.models.data_preprocessors import SRHBatchAugmentPreprocessor
 
 #: The published list as (torchvision transform, its arguments), in order;
@@ -398,7 +396,7 @@ def test_batched_plan_equals_per_sample_path(seed, sync_free, mode):
 
 
 def test_reference_pipeline_is_the_published_list():
-    """The torchvision baseline of tools/benchmark_data.py holds the
+    """The torchvision baseline of tools/benchmarks/benchmark_data.py holds the
     published transforms, in order, at p = 0.5."""
     steps = build_reference_augment().transforms
     assert type(steps[0]) is T.Resize

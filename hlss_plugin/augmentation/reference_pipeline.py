@@ -20,9 +20,9 @@ antialias the 300 -> 224 resize. The load (:func:`reference_load_srh`)
 divides by 65536 like the published code (our ``SRHThirdChannel`` divides by
 65535; the difference is below 2e-5 of the range).
 
-It is the baseline of ``tools/benchmark_data.py`` (and
-``tools/benchmark_throughput.py``) and a reference for tests; training uses
-:class:`~hlss_plugin.datasets.transforms.srh_augment.SRHAugment`, whose
+It is the baseline of ``tools/benchmarks/benchmark_data.py`` (and
+``tools/benchmarks/benchmark_throughput.py``) and a reference for tests;
+training uses :class:`~hlss_plugin.augmentation.srh_augment.SRHAugment`, whose
 ``recipe='published'`` draws the same distribution of views (different
 random streams, so not the same views for one seed).
 """
