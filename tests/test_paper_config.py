@@ -2,7 +2,7 @@
 
 Every row of docs/reproduction.md that a config decides is checked here on
 the resolved config or the built model (a random-weight open_clip RN50
-converted by tools/convert_clip_rn50.py stands in for the CC12M weights).
+converted by tools/model_converters/convert_clip_rn50.py stands in for the CC12M weights).
 """
 import os.path as osp
 
@@ -13,7 +13,7 @@ from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
 
 import hlss_plugin  # noqa: F401
-from hlss_plugin.datasets.transforms.srh_augment import RECIPES
+from hlss_plugin.augmentation.recipes import RECIPES
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PAPER = osp.join(REPO, 'configs', 'mmpretrain', 'hlss_clip_rn50_srh.py')
@@ -109,3 +109,27 @@ def test_schedule(cfg):
     assert cos.begin == 4000 and cos.end == 40000 and cos.eta_min == 0
     assert warm.convert_to_iter_based and cos.convert_to_iter_based
     assert cfg.train_cfg.val_interval == 400
+
+
+@pytest.mark.parametrize('value', ['', '  '])
+def test_empty_hlss_clip_dir_is_a_clear_error(monkeypatch, value):
+    """HLSS_CLIP_DIR set but empty names the variable and how to set it
+    (mmengine's own ``{{$VAR:default}}`` would end in a KeyError claiming it
+    is not set)."""
+    monkeypatch.setenv('HLSS_CLIP_DIR', value)
+    with pytest.raises(ValueError, match='HLSS_CLIP_DIR is set but empty') \
+            as info:
+        Config.fromfile(PAPER)
+    assert 'export HLSS_CLIP_DIR=' in str(info.value)
+    assert 'convert_clip_rn50.py' in str(info.value)
+
+
+def test_hlss_clip_dir_sets_both_towers(monkeypatch):
+    monkeypatch.setenv('HLSS_CLIP_DIR', '/weights/clip')
+    model_cfg = Config.fromfile(PAPER).model
+    assert model_cfg.backbone.init_cfg.checkpoint == '/weights/clip/visual.pth'
+    assert model_cfg.text_tower.model_path == '/weights/clip/text'
+    monkeypatch.delenv('HLSS_CLIP_DIR')
+    default = Config.fromfile(PAPER).model
+    assert default.backbone.init_cfg.checkpoint == (
+        'checkpoints/clip_rn50/visual.pth')

@@ -1,12 +1,14 @@
 # The paper's HLSS on OpenSRH (Watawana et al., MICCAI 2024), point by point
 # as the published code trains it (docs/reproduction.md has the table):
-# CLIP RN50 image tower + CLIP text tower (tools/convert_clip_rn50.py ->
-# HLSS_CLIP_DIR), bridge-free 128-attribute heads per level, HVC (SupCon,
+# CLIP RN50 image tower + CLIP text tower
+# (tools/model_converters/convert_clip_rn50.py -> HLSS_CLIP_DIR; set but
+# empty is an error), bridge-free 128-attribute heads per level, HVC (SupCon,
 # T = 0.07) per level, HA as published, the published augmentation,
 # class-balanced patients, 32 patients x 2 slides x 2 patches x 2 views per
 # step over all GPUs, AdamW lr 1e-3, 10 % linear warm-up + cosine over 40,000
 # epochs (per iteration), kNN evaluation as published every 400 epochs.
-#   python tools/convert_clip_rn50.py rn50_cc12m.pt checkpoints/clip_rn50
+#   python tools/model_converters/convert_clip_rn50.py rn50_cc12m.pt \
+#       checkpoints/clip_rn50
 #   export HLSS_CLIP_DIR=checkpoints/clip_rn50
 #   tools/dist_train.sh configs/mmpretrain/hlss_clip_rn50_srh.py 8 \
 #       --data-root /data/opensrh
@@ -16,11 +18,6 @@ _base_ = [
     '_base_/schedules/adamw_cosine_warmup.py',
     '_base_/default_runtime.py',
 ]
-patients_per_batch = 32
-train_dataloader = dict(
-    batch_size=patients_per_batch * 2 * 2,
-    num_workers=8,
-    sampler=dict(patients_per_batch=patients_per_batch))
 max_epochs = 40000
 warmup_epochs = 4000
 param_scheduler = [

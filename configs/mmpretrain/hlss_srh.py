@@ -5,16 +5,11 @@
 #   tools/dist_train.sh configs/mmpretrain/hlss_srh.py 8 --data-root /data/opensrh
 _base_ = [
     '_base_/models/hlss_resnet50.py',
-    '_base_/datasets/opensrh_hierarchical.py',
+    '_base_/datasets/opensrh_paper_batch.py',
     '_base_/datasets/opensrh_knn_eval.py',
     '_base_/schedules/adamw_cosine_warmup.py',
     '_base_/default_runtime.py',
 ]
-patients_per_batch = 32
-train_dataloader = dict(
-    batch_size=patients_per_batch * 2 * 2,
-    num_workers=8,
-    sampler=dict(patients_per_batch=patients_per_batch))
 train_cfg = dict(val_interval=50)  # kNN evaluation every 50 epochs
 default_hooks = dict(checkpoint=dict(interval=50, save_best='patient/acc',
                                      rule='greater'))

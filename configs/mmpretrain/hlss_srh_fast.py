@@ -30,7 +30,8 @@ model = dict(
         # apply_mode='dense' (default 'gather') computes each fired op on
         # the whole batch and blends with torch.where: no host-device syncs
         # from boolean masking, ~1/rand_prob more op work. Compare with
-        # tools/benchmark_throughput.py --augment-mode on the GPU first.
+        # tools/benchmarks/benchmark_throughput.py --augment-mode on the GPU
+        # first.
         non_blocking=True))
 train_dataloader = dict(
     pin_memory=True,

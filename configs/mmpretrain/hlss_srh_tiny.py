@@ -6,7 +6,8 @@ patients_per_batch = 4
 model = dict(backbone=dict(depth=18), in_channels=512)
 view_pipeline = [dict(type='SRHAugment', rand_prob=0.3, crop_size=96)]
 train_dataloader = dict(
-    batch_size=patients_per_batch * 2 * 2,
+    batch_size=patients_per_batch * _base_.slides_per_patient *
+    _base_.patches_per_slide,
     num_workers=2,
     sampler=dict(patients_per_batch=patients_per_batch),
     dataset=dict(pipeline=[

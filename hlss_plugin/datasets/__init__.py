@@ -7,11 +7,11 @@ from .opensrh_dataset import OpenSRHDataset
 from .samplers import HierarchicalSampler
 from .tcga_dataset import TCGADataset
 from .transforms import (CenterCropTensor, LoadH5Patch, LoadPatchImage,
-                         LoadSRHPatch, SRHAugment, SRHThirdChannel)
+                         LoadSRHPatch, SRHThirdChannel)
 
 __all__ = [
     'BaseHierarchicalDataset', 'CenterCropTensor', 'HierarchicalKNNDataset',
     'HierarchicalManifestDataset', 'Hierarchy',
     'OpenSRHDataset', 'HierarchicalSampler', 'TCGADataset', 'LoadH5Patch',
-    'LoadPatchImage', 'LoadSRHPatch', 'SRHAugment', 'SRHThirdChannel'
+    'LoadPatchImage', 'LoadSRHPatch', 'SRHThirdChannel'
 ]

@@ -23,7 +23,7 @@ def load_json(path: str, key: str) -> Any:
     if not osp.isfile(path):
         raise ValueError(f'{key} {path} does not exist. Check data_root and '
                          f'{key} (make a synthetic set with '
-                         f'tools/make_synthetic_srh.py).')
+                         f'tools/misc/make_synthetic_srh.py).')
     try:
         with open(path, 'r', encoding='utf-8') as f:
             return json.load(f)

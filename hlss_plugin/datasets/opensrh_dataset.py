@@ -15,7 +15,7 @@ class OpenSRHDataset(BaseHierarchicalDataset):
     """OpenSRH release layout, one item per patch.
 
     Expects the layout of the OpenSRH release (and of
-    ``tools/make_synthetic_srh.py``)::
+    ``tools/misc/make_synthetic_srh.py``)::
 
         data_root/
           meta/opensrh.json            {patient: {"class": c, "slides":
@@ -74,7 +74,7 @@ class OpenSRHDataset(BaseHierarchicalDataset):
         if not data_root:
             raise ValueError('OpenSRHDataset needs data_root, the folder '
                              'holding meta/ and studies/ (make one with '
-                             'tools/make_synthetic_srh.py).')
+                             'tools/misc/make_synthetic_srh.py).')
         self.meta_file = meta_file
         self.split_file = split_file
         self.normal_class = normal_class

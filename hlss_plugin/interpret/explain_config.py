@@ -72,7 +72,7 @@ def _as_size(size) -> Size:
 def _srh_augment_size(node: Mapping) -> Optional[Size]:
     """View size of one ``SRHAugment`` config: its ``crop_size``, else the
     size of its ``random_resized_crop`` op (224 with the shipped recipes)."""
-    from hlss_plugin.datasets.transforms.srh_augment import RECIPES
+    from hlss_plugin.augmentation.recipes import RECIPES
     if node.get('crop_size') is not None:
         return node['crop_size']
     recipe = RECIPES.get(node.get('recipe', 'default'), RECIPES['default'])

@@ -26,6 +26,7 @@ from typing import (Dict, Iterable, Mapping, Optional, Sequence, Tuple,
 
 import torch
 
+from ..utils.arg_checks import check_int
 from .attribute_explainer import AttributeExplainer
 from .explain_config import load_config, view_size_from_config
 from .explain_data import (LEVEL_ORDER, build_dataset, load_images,
@@ -101,17 +102,13 @@ def explain(cfg,
             ``ranking``.
     """
     cfg = load_config(cfg)
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ExplainError(f'top_k must be a positive int, got {top_k!r}.')
-    if max_patches is not None and (not isinstance(max_patches, int)
-                                    or max_patches < 1):
-        raise ExplainError(f'max_patches must be a positive int or None, '
-                           f'got {max_patches!r}.')
-    if max_reference_patches is not None and (
-            not isinstance(max_reference_patches, int)
-            or max_reference_patches < 2):
-        raise ExplainError(f'max_reference_patches must be an int >= 2 or '
-                           f'None, got {max_reference_patches!r}.')
+    try:
+        check_int('top_k', top_k, minimum=1)
+        check_int('max_patches', max_patches, minimum=1, allow_none=True)
+        check_int('max_reference_patches', max_reference_patches, minimum=2,
+                  allow_none=True)
+    except ValueError as exc:
+        raise ExplainError(str(exc)) from None
     try:
         check_ranking(ranking)
     except ValueError as exc:

@@ -5,12 +5,11 @@ config (same seeded random init, same text-initialised heads), so
 :func:`build_models` returns both.
 """
 import copy
-import os.path as osp
-from typing import Mapping
 
 import torch
 
-from ..utils.checkpoint import describe_load_error
+from ..utils.checkpoint import (CheckpointReadError, read_checkpoint,
+                                state_dict_diff, strip_ddp_prefix)
 from ..utils.quiet_logs import quiet_logs
 from .explain_config import check_hlss_config
 from .explain_error import ExplainError
@@ -40,38 +39,27 @@ def load_state_dict_strict(model: torch.nn.Module, checkpoint: str) -> dict:
         >>> load_state_dict_strict(net, 'net.pth')
         {'epoch': 1}
     """
-    if not osp.isfile(checkpoint):
-        raise ExplainError(f'checkpoint {checkpoint!r}: no such file.')
     try:
-        data = torch.load(checkpoint, map_location='cpu', weights_only=True)
-    except Exception as exc:
+        state, meta = read_checkpoint(checkpoint)
+    except FileNotFoundError:
+        raise ExplainError(
+            f'checkpoint {checkpoint!r}: no such file.') from None
+    except CheckpointReadError as exc:
         raise ExplainError(
             f'checkpoint {checkpoint}: cannot be read weights-only: '
-            f'{describe_load_error(exc)}. Pass a checkpoint a training run '
-            f'wrote (with PlainCheckpointHook in custom_hooks), or save '
-            f'{{"state_dict": model.state_dict()}}.') from exc
-    meta = {}
-    if isinstance(data, Mapping) and isinstance(data.get('state_dict'),
-                                                Mapping):
-        state, meta = data['state_dict'], data.get('meta') or {}
-    elif isinstance(data, Mapping) and data and all(
-            isinstance(v, torch.Tensor) for v in data.values()):
-        state = data
-    else:
+            f'{exc.reason}. Pass a checkpoint a training run wrote (with '
+            f'PlainCheckpointHook in custom_hooks), or save '
+            f'{{"state_dict": model.state_dict()}}.') from None
+    except ValueError:
         raise ExplainError(f'checkpoint {checkpoint}: expected an mmengine '
                            f'checkpoint with "state_dict" or a bare state '
-                           f'dict of tensors.')
-    if state and all(k.startswith('module.') for k in state):
-        state = {k[len('module.'):]: v for k, v in state.items()}
-    own = model.state_dict()
+                           f'dict of tensors.') from None
+    state = strip_ddp_prefix(state)
     # a module's _extra_state (the augmentation step of the fast config's
     # preprocessor) is optional: checkpoints from before it load
-    missing = [k for k in own if k not in state
-               and not k.endswith('_extra_state')]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f'{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}'
-              for k in own if k in state
-              and tuple(state[k].shape) != tuple(own[k].shape)]
+    missing, unexpected, shape_diff = state_dict_diff(model.state_dict(),
+                                                      state)
+    shapes = [f'{k} {got} vs {want}' for k, got, want in shape_diff]
     if missing or unexpected or shapes:
         parts = []
         for what, keys in (('missing keys', missing),

@@ -12,10 +12,21 @@ from typing import (Any, Collection, Dict, List, Mapping, Optional, Sequence,
 import numpy as np
 import torch
 
+from ..datasets.transforms.center_crop_tensor import center_crop_box
+from ..datasets.transforms.size_pair import size_pair
+
 
 def center_crop(img: torch.Tensor, size: Union[int, Sequence[int]]
                 ) -> torch.Tensor:
-    """Central ``size`` window of the last two dimensions (plain slicing).
+    """Central ``size`` window of the last two dimensions, by the rule of
+    the evaluation pipeline's
+    :class:`~hlss_plugin.datasets.transforms.CenterCropTensor`
+    (:func:`~hlss_plugin.datasets.transforms.center_crop_box`), so an
+    explained patch is the patch the kNN evaluation sees, to the pixel.
+
+    The offsets are ``round((H - h) / 2)`` and ``round((W - w) / 2)``
+    (Python's round, half to even), as in
+    ``torchvision.transforms.functional.center_crop``.
 
     Args:
         img (Tensor): ``(..., H, W)``.
@@ -23,23 +34,23 @@ def center_crop(img: torch.Tensor, size: Union[int, Sequence[int]]
             ``(h, w)``; must not exceed ``(H, W)``.
 
     Returns:
-        Tensor: ``(..., h, w)``, a view of ``img``; with an odd margin the
-        extra pixel is left at the bottom / right.
+        Tensor: ``(..., h, w)``, a view of ``img``.
 
     Raises:
-        ValueError: If the image is smaller than ``size``.
+        ValueError: If ``size`` is not an int or ``(h, w)`` pair of ints
+            >= 1, or the image is smaller than ``size``.
 
     Example:
         >>> center_crop(torch.arange(16.).reshape(4, 4), 2)
         tensor([[ 5.,  6.],
                 [ 9., 10.]])
     """
-    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    h, w = size_pair(size, 'center_crop')
     height, width = img.shape[-2:]
     if h > height or w > width:
         raise ValueError(f'center_crop: a {height}x{width} image is smaller '
                          f'than the {h}x{w} crop; use a smaller view size.')
-    top, left = (height - h) // 2, (width - w) // 2
+    top, left, h, w = center_crop_box(height, width, (h, w))
     return img[..., top:top + h, left:left + w]
 
 

@@ -1,7 +1,9 @@
 """Argument checks shared by every module and tool (one wording, one rule).
 
-``bool`` is refused wherever an int is asked for (``True`` is an ``int`` in
-Python, but ``crop_size=True`` is always a mistake).
+Any integral number is accepted (Python ``int``, NumPy integers) and comes
+back as a Python ``int``; ``bool`` is refused wherever an int is asked for
+(``True`` is an ``int`` in Python, but ``crop_size=True`` is always a
+mistake).
 
 Example:
     >>> check_int('k', 20, minimum=1)
@@ -14,6 +16,7 @@ Example:
     True
 """
 import argparse
+import numbers
 from typing import Optional
 
 __all__ = ['check_int', 'positive_int', 'non_negative_int']
@@ -25,7 +28,8 @@ def check_int(name: str,
               maximum: Optional[int] = None,
               allow_none: bool = False,
               owner: str = '') -> Optional[int]:
-    """Return ``value`` if it is an int (not a bool) within the bounds.
+    """Return ``value`` as an int if it is integral (not a bool) and within
+    the bounds.
 
     Args:
         name (str): The argument or config key, named in the error.
@@ -37,7 +41,7 @@ def check_int(name: str,
             Defaults to ''.
 
     Returns:
-        int | None: ``value`` unchanged.
+        int | None: ``int(value)`` (None when allowed and given).
 
     Raises:
         ValueError: When ``value`` is not such an int; the message names
@@ -45,13 +49,13 @@ def check_int(name: str,
     """
     if value is None and allow_none:
         return None
-    ok = isinstance(value, int) and not isinstance(value, bool)
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
     if ok and minimum is not None and value < minimum:
         ok = False
     if ok and maximum is not None and value > maximum:
         ok = False
     if ok:
-        return value
+        return int(value)
     if minimum is not None and maximum is not None:
         legal = f'an int in [{minimum}, {maximum}]'
     elif minimum is not None:

@@ -6,7 +6,8 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
-from .checkpoint import read_state_dict
+from .checkpoint import listing as _listing
+from .checkpoint import read_state_dict, state_dict_diff, strip_prefix
 
 #: Where our training checkpoints keep the backbone, tried in this order when
 #: no prefix is given: every algorithm (HLSS, HiDisc, MMPretrain's SimCLR,
@@ -18,10 +19,9 @@ _LIST_LIMIT = 8
 
 
 def listing(items: Sequence[str], limit: int = _LIST_LIMIT) -> str:
-    """``'a, b, c ... (N in all)'``: at most ``limit`` items, for messages."""
-    items = list(items)
-    more = f' ... ({len(items)} in all)' if len(items) > limit else ''
-    return ', '.join(items[:limit]) + more
+    """``'a, b, c ... (N in all)'``: at most ``limit`` items, for messages
+    (:func:`~hlss_plugin.utils.checkpoint.listing`, 8 by default)."""
+    return _listing(items, limit)
 
 
 def found_prefixes(keys: Sequence[str]) -> List[str]:
@@ -43,19 +43,6 @@ def found_prefixes(keys: Sequence[str]) -> List[str]:
     return sorted(found)
 
 
-def strip_prefix(state: Dict[str, torch.Tensor],
-                 prefix: str) -> Dict[str, torch.Tensor]:
-    """The entries of ``state`` under ``prefix``, with ``prefix`` removed.
-
-    Example:
-        >>> strip_prefix({'backbone.w': torch.ones(1), 'neck.w':
-        ...               torch.ones(1)}, 'backbone.')
-        {'w': tensor([1.])}
-    """
-    return {k[len(prefix):]: v for k, v in state.items()
-            if k.startswith(prefix)}
-
-
 def select_prefix(state: Dict[str, torch.Tensor],
                   prefix: Optional[str] = None,
                   source: str = 'the checkpoint',
@@ -72,9 +59,9 @@ def select_prefix(state: Dict[str, torch.Tensor],
         owner (str): Name put before messages (the caller).
         allow_bare (bool): With ``prefix=None``, fall back to ``''`` (a
             plain backbone state dict, e.g. ``visual.pth`` of
-            ``tools/convert_clip_rn50.py``) when no known prefix matches,
-            leaving the strict key check to decide. Defaults to False
-            (no match is an error).
+            ``tools/model_converters/convert_clip_rn50.py``) when no known
+            prefix matches, leaving the strict key check to decide.
+            Defaults to False (no match is an error).
 
     Returns:
         str: The prefix to strip.
@@ -159,14 +146,10 @@ def load_backbone_state(module: nn.Module,
     used = select_prefix(state, prefix, source=f'checkpoint {checkpoint}',
                          owner=owner, allow_bare=allow_bare)
     weights = strip_prefix(state, used)
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    shapes = sorted(
-        f'{k} (checkpoint {tuple(weights[k].shape)}, model '
-        f'{tuple(expected[k].shape)})'
-        for k in set(weights) & set(expected)
-        if weights[k].shape != expected[k].shape)
+    missing, unexpected, shape_diff = state_dict_diff(
+        module.state_dict(), weights, optional_extra_state=False)
+    shapes = [f'{k} (checkpoint {got}, model {want})'
+              for k, got, want in shape_diff]
     if missing or unexpected or shapes:
         parts = [f'{name}: {listing(keys)}' for name, keys in (
             ('missing keys', missing), ('unexpected keys', unexpected),

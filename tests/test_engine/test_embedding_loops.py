@@ -22,7 +22,7 @@ from hlss_plugin.evaluation.functional import (hierarchical_metrics,
                                                knn_scores)
 from hlss_plugin.models.algorithms import HLSSAuxWrapper
 from hlss_plugin.synthetic import make_synthetic_srh
-from hlss_plugin.utils.benchmark_overrides import (set_crop_size,
+from hlss_plugin.benchmark.overrides import (set_crop_size,
                                                    set_patients_per_batch)
 from hlss_plugin.utils.config import set_data_root
 
@@ -92,7 +92,7 @@ def record_processed(evaluator):
 
 def embedder_feats(cfg, checkpoint, loader):
     """``{knn_id: feats}`` from ``BackboneEmbedder`` (what
-    tools/benchmark.py evaluates) loaded from ``checkpoint``."""
+    tools/benchmarks/benchmark.py evaluates) loaded from ``checkpoint``."""
     init_default_scope('mmpretrain')
     embedder = MODELS.build(dict(
         type='BackboneEmbedder', backbone=cfg.model.backbone,

@@ -21,7 +21,7 @@ import hlss_plugin  # noqa: F401
 from hlss_plugin.engine.hooks import KNNCurveHook, read_curve
 from hlss_plugin.evaluation.functional import embedding_diagnostics
 from hlss_plugin.synthetic import make_synthetic_srh
-from hlss_plugin.utils.benchmark_overrides import set_crop_size
+from hlss_plugin.benchmark.overrides import set_crop_size
 from hlss_plugin.utils.config import set_data_root
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -104,7 +104,7 @@ def test_curve_lines_and_loss_means(knn_cfg, tmp_path):
 
 
 def test_matches_backbone_embedder_test_path(knn_cfg, tmp_path):
-    """The hook scores exactly what tools/benchmark.py's final evaluation
+    """The hook scores exactly what tools/benchmarks/benchmark.py's final evaluation
     (BackboneEmbedder.test_step) scores, with a given preprocessor."""
     loader_cfg, metric = knn_cfg
     model = make_model(seed=3)

@@ -147,7 +147,7 @@ def test_empty_split_is_an_error(role, match):
     ('test_evaluator', 'test_evaluator.k=13'),
 ])
 def test_k_larger_than_bank_is_clipped_with_a_warning(key, named):
-    """One rule (training, tools/test.py, tools/benchmark.py): k is clipped
+    """One rule (training, tools/test.py, tools/benchmarks/benchmark.py): k is clipped
     to the bank size, with a warning naming the key actually in use."""
     samples = [make_sample(i, num_bank=12) for i in range(20)]
     metric = HierarchicalKNNMetric(k=13)

@@ -98,11 +98,29 @@ def test_ground_truth_bad_input():
 def test_center_crop_by_slicing():
     img = torch.arange(2 * 5 * 6.).reshape(2, 5, 6)
     out = center_crop(img, 3)
-    assert torch.equal(out, img[:, 1:4, 1:4])
-    assert torch.equal(center_crop(img, (2, 4)), img[:, 1:3, 1:5])
+    # offsets round(margin / 2), half to even: round(1.0) = 1, round(1.5) = 2
+    assert torch.equal(out, img[:, 1:4, 2:5])
+    assert torch.equal(center_crop(img, (2, 4)), img[:, 2:4, 1:5])
+    assert torch.equal(center_crop(img, (4, 5)), img[:, 0:4, 0:5])  # 0.5->0
     assert torch.equal(center_crop(img, (5, 6)), img)
     with pytest.raises(ValueError, match='smaller than the 6x6 crop'):
         center_crop(img, 6)
+
+
+@pytest.mark.parametrize('hw', [(7, 9), (9, 7), (11, 11), (8, 13)])
+@pytest.mark.parametrize('size', [2, 3, 4, (3, 6), (5, 2)])
+def test_explanation_crop_is_the_evaluation_crop(hw, size):
+    """Odd and even margins: the crop explain_data applies equals the one
+    the kNN evaluation pipeline (CenterCropTensor) and torchvision give."""
+    from torchvision.transforms.functional import center_crop as tv_crop
+
+    from hlss_plugin.datasets.transforms import CenterCropTensor
+    img = torch.arange(3 * hw[0] * hw[1], dtype=torch.float32).reshape(3, *hw)
+    evaluation = CenterCropTensor(size)(dict(img=img.clone()))['img']
+    explanation = center_crop(img, size)
+    assert torch.equal(explanation, evaluation)
+    pair = [size, size] if isinstance(size, int) else list(size)
+    assert torch.equal(explanation, tv_crop(img, pair))
 
 
 def test_aggregate_and_top_k_match_numpy():

@@ -1,6 +1,7 @@
 """hlss_plugin.utils.arg_checks: the shared int rule and argparse types."""
 import argparse
 
+import numpy as np
 import pytest
 
 from hlss_plugin.utils.arg_checks import (check_int, non_negative_int,
@@ -28,6 +29,17 @@ def test_illegal_values_name_key_range_and_value(value, kwargs, message):
     with pytest.raises(ValueError) as err:
         check_int('k', value, **kwargs)
     assert str(err.value) == message
+
+
+def test_numpy_integers_come_back_as_python_ints():
+    value = check_int('k', np.int64(3), minimum=1)
+    assert value == 3 and type(value) is int
+    with pytest.raises(ValueError, match=r'>= 1, got np.int32\(0\)'):
+        check_int('k', np.int32(0), minimum=1)
+    with pytest.raises(ValueError):
+        check_int('k', np.float64(3.0))
+    with pytest.raises(ValueError):
+        check_int('k', np.bool_(True))
 
 
 def test_owner_prefix():

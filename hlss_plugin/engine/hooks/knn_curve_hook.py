@@ -19,6 +19,7 @@ from mmpretrain.registry import HOOKS, MODELS
 
 from ...evaluation.functional.embedding_diagnostics import \
     embedding_diagnostics
+from ...utils.arg_checks import check_int
 from ..loops.embedding_step import embed_batch
 
 __all__ = ['KNNCurveHook', 'read_curve']
@@ -79,9 +80,10 @@ class KNNCurveHook(Hook):
 
     Every ``interval`` epochs (and after the last one), and once before the
     first iteration (the untrained network, ``epoch: 0``), the backbone of
-    the model being trained is evaluated the way ``tools/benchmark.py``
-    evaluates checkpoints: each batch of ``dataloader`` (a
-    ``HierarchicalKNNDataset``: bank + queries) goes through
+    the model being trained is evaluated the way
+    ``tools/benchmarks/benchmark.py`` evaluates checkpoints: each batch of
+    ``dataloader`` (a ``HierarchicalKNNDataset``: bank + queries) goes
+    through
     ``data_preprocessor`` (eval mode), the backbone and global average
     pooling (:func:`~hlss_plugin.engine.loops.embedding_step.embed_batch`,
     the embedding ``BackboneEmbedder`` computes for the same weights), and
@@ -121,8 +123,8 @@ class KNNCurveHook(Hook):
             ``dict(type='HierarchicalKNNMetric', k=20)``.
         interval (int): Evaluate every ``interval`` epochs. Defaults to 1.
         data_preprocessor (dict, optional): Preprocessor for evaluation;
-            None uses the model's own. ``tools/benchmark.py`` passes the
-            shared one it evaluates checkpoints with.
+            None uses the model's own. ``tools/benchmarks/benchmark.py``
+            passes the shared one it evaluates checkpoints with.
         eval_at_start (bool): Evaluate before training (epoch 0). Defaults
             to True.
         out_file (str): File name in ``work_dir``. Defaults to
@@ -149,10 +151,7 @@ class KNNCurveHook(Hook):
                  eval_at_start: bool = True,
                  out_file: str = 'curve.jsonl'):
         name = type(self).__name__
-        if isinstance(interval, bool) or not isinstance(interval, int) \
-                or interval < 1:
-            raise ValueError(f'{name}: interval must be an int >= 1 (epochs '
-                             f'between evaluations), got {interval!r}.')
+        check_int('interval', interval, minimum=1, owner=name)  # epochs
         if not isinstance(dataloader, dict) or 'dataset' not in dataloader:
             raise ValueError(
                 f'{name}: dataloader must be a dataloader config dict with a '

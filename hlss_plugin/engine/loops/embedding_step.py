@@ -8,7 +8,7 @@ from mmengine.runner.amp import autocast
 from mmpretrain.models.necks import GlobalAveragePooling
 from mmpretrain.structures import DataSample
 
-from ...models.algorithms.embedding_predict_mixin import attach_feats
+from ...models.utils.embedding_predict_mixin import attach_feats
 
 __all__ = ['uses_predict', 'pooled_backbone_feats', 'embed_batch',
            'run_embedding_iter']
@@ -65,8 +65,9 @@ def uses_predict(model: torch.nn.Module, owner: str) -> bool:
         f'predict() method (mode="predict") nor a `backbone` module, so its '
         f'embeddings cannot be evaluated. Give it a backbone, mix '
         f'EmbeddingPredictMixin into its class, or evaluate its checkpoint '
-        f'with BackboneEmbedder (tools/benchmark.py); to train without '
-        f'validation set val_dataloader = val_cfg = val_evaluator = None.')
+        f'with BackboneEmbedder (tools/benchmarks/benchmark.py); to train '
+        f'without validation set val_dataloader = val_cfg = val_evaluator = '
+        f'None.')
 
 
 def pooled_backbone_feats(backbone: torch.nn.Module,
@@ -75,10 +76,10 @@ def pooled_backbone_feats(backbone: torch.nn.Module,
 
     A 4-D last output ``(N, C, H, W)`` (ResNet stages) is globally average
     pooled with MMPretrain's ``GlobalAveragePooling``, exactly as
-    ``BackboneEmbedder`` (``tools/benchmark.py``) and ``HLSSAuxWrapper``
-    pool by default, so the values match theirs for the same weights. A
-    2-D last output ``(N, C)`` (backbones that pool themselves: ViT class
-    token, ``CLIPResNet``) is used as it is.
+    ``BackboneEmbedder`` (``tools/benchmarks/benchmark.py``) and
+    ``HLSSAuxWrapper`` pool by default, so the values match theirs for the
+    same weights. A 2-D last output ``(N, C)`` (backbones that pool
+    themselves: ViT class token, ``CLIPResNet``) is used as it is.
 
     Args:
         backbone (nn.Module): Returns a tensor or a tuple of them.

@@ -21,9 +21,9 @@ class EmbeddingValLoop(EmbeddingLoopMixin, ValLoop):
     output, the result stored in each data sample's ``feats`` (see
     :func:`~hlss_plugin.engine.loops.embedding_step.embed_batch`) and
     passed to the evaluator (``HierarchicalKNNMetric``). The embeddings
-    equal ``BackboneEmbedder``'s (``tools/benchmark.py``) for the same
-    weights. Under DDP each rank embeds its shard and the evaluator gathers
-    the results. The check runs when the loop is built (at the start of
+    equal ``BackboneEmbedder``'s (``tools/benchmarks/benchmark.py``) for the
+    same weights. Under DDP each rank embeds its shard and the evaluator
+    gathers the results. The check runs when the loop is built (at the start of
     training), so a model that can do neither stops at once with a
     ``ValueError`` instead of at its first validation.
 

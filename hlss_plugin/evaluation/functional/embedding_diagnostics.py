@@ -17,7 +17,7 @@ every image to the same point, or to a low-dimensional subspace):
   centred with ``center=True``.
 
 :func:`embedding_diagnostics` returns both (and the centred rank) as one
-dict, what ``KNNCurveHook`` and ``tools/benchmark.py`` record.
+dict, what ``KNNCurveHook`` and ``tools/benchmarks/benchmark.py`` record.
 """
 import math
 from typing import Dict

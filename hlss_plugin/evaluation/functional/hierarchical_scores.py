@@ -26,6 +26,8 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
+from ...utils.arg_checks import check_int
+
 LEVELS = ('patch', 'slide', 'patient')
 #: Legal values of ``aggregation`` (see :func:`patch_probabilities`).
 AGGREGATIONS = ('sum', 'published')
@@ -288,10 +290,7 @@ def classification_metrics(scores: torch.Tensor,
     """
     _check_scores(scores)
     _check_ids(labels, scores.shape[0], 'labels')
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) \
-            or num_classes < 1:
-        raise ValueError(f'num_classes must be an int >= 1, got '
-                         f'{num_classes!r}.')
+    check_int('num_classes', num_classes, minimum=1)
     if scores.shape[1] != num_classes:
         raise ValueError(f'scores have {scores.shape[1]} columns but '
                          f'num_classes={num_classes}.')

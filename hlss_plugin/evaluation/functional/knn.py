@@ -29,6 +29,8 @@ from typing import Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 
+from ...utils.arg_checks import check_int
+
 #: Default memory budget of :func:`knn_scores` beyond its inputs and output.
 DEFAULT_MAX_BYTES = 512 * 2**20
 #: Largest matmul tile ``(queries, bank rows)`` per device type.
@@ -174,12 +176,8 @@ def _check_inputs(query, bank, bank_labels, num_classes, k, temperature):
             f'label per bank row ({bank.shape[0]}), got '
             f'{tuple(getattr(bank_labels, "shape", ()))} '
             f'{getattr(bank_labels, "dtype", "")}.')
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) \
-            or num_classes < 1:
-        raise ValueError(f'knn_scores: num_classes must be an int >= 1, got '
-                         f'{num_classes!r}.')
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f'knn_scores: k must be an int >= 1, got {k!r}.')
+    check_int('num_classes', num_classes, minimum=1, owner='knn_scores')
+    check_int('k', k, minimum=1, owner='knn_scores')
     if not isinstance(temperature, (int, float)) or isinstance(
             temperature, bool) or not temperature > 1.0 / _MAX_EXP \
             or not math.isfinite(temperature):
@@ -203,10 +201,8 @@ def _check_inputs(query, bank, bank_labels, num_classes, k, temperature):
 
 
 def _check_chunk(value, name: str) -> None:
-    if value is not None and (isinstance(value, bool)
-                              or not isinstance(value, int) or value < 1):
-        raise ValueError(f'knn_scores: {name} must be None (chosen from the '
-                         f'memory budget) or an int >= 1, got {value!r}.')
+    # None: chosen from the memory budget
+    check_int(name, value, minimum=1, allow_none=True, owner='knn_scores')
 
 
 def _normalised_padded(rows: torch.Tensor, rows_padded: int, device,

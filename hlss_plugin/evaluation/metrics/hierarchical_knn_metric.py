@@ -9,6 +9,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 from mmpretrain.registry import METRICS
 
+from ...utils.arg_checks import check_int
 from ..functional.hierarchical_scores import (LEVELS, check_aggregation,
                                               hierarchical_metrics,
                                               metric_keys)
@@ -118,8 +119,7 @@ class HierarchicalKNNMetric(BaseMetric):
         super().__init__(collect_device=collect_device, prefix=prefix,
                          collect_dir=collect_dir)
         name = self.__class__.__name__
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f'{name}: k must be an int >= 1, got {k!r}.')
+        check_int('k', k, minimum=1, owner=name)
         if isinstance(temperature, bool) or not isinstance(
                 temperature, (int, float)) or not temperature > 0 \
                 or not math.isfinite(temperature):
@@ -162,11 +162,11 @@ class HierarchicalKNNMetric(BaseMetric):
         """The ``k`` used with a bank of ``num_bank`` patches.
 
         The one rule of this project (training validation, ``tools/test.py``
-        and ``tools/benchmark.py``): a ``k`` larger than the bank is clipped
-        to the bank size (every bank patch then votes), with a warning that
-        names the config key (:attr:`k_key`) and the fix. ``PreflightHook``
-        calls this before the first training iteration, so the warning
-        comes before any epoch is spent.
+        and ``tools/benchmarks/benchmark.py``): a ``k`` larger than the bank is
+        clipped to the bank size (every bank patch then votes), with a warning
+        that names the config key (:attr:`k_key`) and the fix.
+        ``PreflightHook`` calls this before the first training iteration, so
+        the warning comes before any epoch is spent.
 
         Args:
             num_bank (int): Bank patches.

@@ -7,7 +7,7 @@ from mmpretrain.registry import MODELS
 
 from ...utils.backbone_state import (BACKBONE_PREFIXES,  # noqa: F401
                                      load_backbone_state)
-from .embedding_predict_mixin import EmbeddingPredictMixin
+from ..utils.embedding_predict_mixin import EmbeddingPredictMixin
 
 
 @MODELS.register_module()

@@ -6,9 +6,9 @@ from mmpretrain.models import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from .embedding_predict_mixin import EmbeddingPredictMixin
-from .build_level_heads import resolve_id_keys
-from .level_batch import check_finite_loss, views_and_level_ids
+from ..utils.build_level_heads import resolve_id_keys
+from ..utils.embedding_predict_mixin import EmbeddingPredictMixin
+from ..utils.level_batch import check_finite_loss, views_and_level_ids
 
 
 @MODELS.register_module()

@@ -6,9 +6,9 @@ from mmpretrain.models import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from .build_level_heads import DEFAULT_ID_KEYS, level_heads_and_ids
-from .embedding_predict_mixin import EmbeddingPredictMixin
-from .level_batch import check_finite_loss, views_and_level_ids
+from ..utils.build_level_heads import DEFAULT_ID_KEYS, level_heads_and_ids
+from ..utils.embedding_predict_mixin import EmbeddingPredictMixin
+from ..utils.level_batch import check_finite_loss, views_and_level_ids
 
 __all__ = ['HLSS', 'DEFAULT_ID_KEYS']
 

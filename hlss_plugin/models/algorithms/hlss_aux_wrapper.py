@@ -6,9 +6,9 @@ from mmengine.model import BaseModel
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from .build_level_heads import level_heads_and_ids
-from .embedding_predict_mixin import EmbeddingPredictMixin
-from .level_batch import check_finite_loss, views_and_level_ids
+from ..utils.build_level_heads import level_heads_and_ids
+from ..utils.embedding_predict_mixin import EmbeddingPredictMixin
+from ..utils.level_batch import check_finite_loss, views_and_level_ids
 
 __all__ = ['HLSSAuxWrapper']
 
@@ -44,11 +44,11 @@ class HLSSAuxWrapper(EmbeddingPredictMixin, BaseModel):
 
     The inner data preprocessor is the wrapper's, so ``train_step`` /
     ``val_step`` preprocess exactly as the algorithm alone would. Losses:
-    the algorithm's, with a plain ``'loss'`` renamed ``loss_<algorithm>``
-    (e.g. ``loss_simclr``; mmengine logs the sum of all terms as ``loss``,
-    which an inner ``'loss'`` entry would hide) and any name that collides
-    with an HLSS name prefixed with the algorithm's lower-case class name,
-    plus
+    the algorithm's, with a plain ``'loss'`` renamed ``loss_<method>``
+    (:attr:`method_name`: ``loss_simclr``, ``loss_vicreg`` for
+    ``BarlowTwins`` with a ``VICRegHead``; mmengine logs the sum of all
+    terms as ``loss``, which an inner ``'loss'`` entry would hide) and any
+    name that collides with an HLSS name prefixed with that name, plus
     ``loss_<level>_<term>`` (``term``: ``hvc``, ``ha``). ``mode='tensor'``
     and ``'predict'`` embed with ``pool(backbone(x))``. Checkpoint keys of
     the backbone start with ``algorithm.backbone.``.
@@ -225,7 +225,7 @@ class HLSSAuxWrapper(EmbeddingPredictMixin, BaseModel):
                 if self.check_finite:
                     check_finite_loss('HLSSAuxWrapper', level, term, value)
                 hlss[f'loss_{level}_{term}'] = value
-        prefix = type(self.algorithm).__name__.lower()
+        prefix = self.method_name
         losses = {}
         for key, value in inner.items():
             if key == 'loss':  # mmengine logs the total under 'loss'
@@ -235,6 +235,17 @@ class HLSSAuxWrapper(EmbeddingPredictMixin, BaseModel):
             losses[key] = value
         losses.update(hlss)
         return losses
+
+    @property
+    def method_name(self) -> str:
+        """The inner method's name in loss keys: the algorithm head's
+        ``method_name`` where it has one (``VICRegHead``: ``'vicreg'``, run
+        by the generic ``BarlowTwins`` type), else the algorithm's
+        lower-case class name (``'simclr'``)."""
+        head = getattr(self.algorithm, 'head', None)
+        name = getattr(head, 'method_name', None)
+        return name if isinstance(name, str) and name else type(
+            self.algorithm).__name__.lower()
 
     def _arrange(self, calls, views: List[torch.Tensor]) -> torch.Tensor:
         """Pool the captured backbone outputs into ``(N, V, C)``."""

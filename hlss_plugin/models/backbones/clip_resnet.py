@@ -12,11 +12,16 @@ from mmpretrain.registry import MODELS
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ...utils.arg_checks import check_int
+from ...utils.checkpoint import (read_state_dict, state_dict_diff,
+                                 strip_prefix)
+
 __all__ = ['CLIPResNet']
 
 #: How to obtain the converted weights; quoted by every missing-file error.
 CONVERT_HINT = ('Convert an OpenAI / open_clip CLIP ResNet checkpoint once '
-                'with `python tools/convert_clip_rn50.py RN50.pt {folder}` '
+                'with `python tools/model_converters/convert_clip_rn50.py '
+                'RN50.pt {folder}` '
                 '(writes {folder}/visual.pth and {folder}/text/), then point '
                 'the config at that folder: configs/mmpretrain/'
                 'hlss_clip_rn50_srh.py reads it from the environment '
@@ -134,7 +139,7 @@ class CLIPResNet(BaseModule):
     global average pooling, projecting to ``output_dim``.
 
     Weights converted from OpenAI / open_clip checkpoints by
-    ``tools/convert_clip_rn50.py`` load with
+    ``tools/model_converters/convert_clip_rn50.py`` load with
     ``init_cfg=dict(type='Pretrained', checkpoint='DIR/visual.pth')``.
     Before loading, the checkpoint's keys and shapes are compared with the
     model and any difference is an error (mmengine alone would only warn),
@@ -267,9 +272,7 @@ class CLIPResNet(BaseModule):
                              f'{layers}.')
         for name, value in (('width', width), ('heads', heads),
                             ('output_dim', output_dim)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f'CLIPResNet: {name} must be a positive '
-                                 f'int, got {value!r}.')
+            check_int(name, value, minimum=1, owner='CLIPResNet')
         if width % 2:
             raise ValueError(f'CLIPResNet: width must be even (the stem '
                              f'starts with width // 2 channels), got {width}.')
@@ -347,16 +350,19 @@ class CLIPResNet(BaseModule):
             raise FileNotFoundError(
                 f'CLIPResNet: pretrained checkpoint {path!r} does not exist. '
                 + CONVERT_HINT.format(folder=osp.dirname(path) or '.'))
-        ckpt = CheckpointLoader.load_checkpoint(
-            path, map_location=cfg.get('map_location', 'cpu'))
-        state = ckpt.get('state_dict', ckpt) if isinstance(ckpt,
-                                                           dict) else None
-        if not isinstance(state, dict):
-            raise ValueError(f'CLIPResNet: {path!r} holds no state dict.')
+        if _is_local(path):  # weights-only, as every reader of ours
+            state = read_state_dict(path, owner='CLIPResNet')
+        else:  # a URL: mmengine downloads it
+            ckpt = CheckpointLoader.load_checkpoint(
+                path, map_location=cfg.get('map_location', 'cpu'))
+            state = ckpt.get('state_dict', ckpt) if isinstance(
+                ckpt, dict) else None
+            if not isinstance(state, dict):
+                raise ValueError(
+                    f'CLIPResNet: {path!r} holds no state dict.')
         if prefix:  # as mmengine: the prefix applies to the raw keys
             prefix = prefix if prefix.endswith('.') else prefix + '.'
-            state = {k[len(prefix):]: v for k, v in state.items()
-                     if k.startswith(prefix)}
+            state = strip_prefix(state, prefix)
         else:  # as mmengine's default revise_keys
             state = {(k[7:] if k.startswith('module.') else k): v
                      for k, v in state.items()}
@@ -369,7 +375,8 @@ class CLIPResNet(BaseModule):
                 f'with_attnpool={self.with_attnpool}): '
                 + '; '.join(problems) + '. If it was converted from another '
                 'CLIP ResNet, copy the arguments from visual_config.json '
-                'next to it (written by tools/convert_clip_rn50.py).')
+                'next to it (written by '
+                'tools/model_converters/convert_clip_rn50.py).')
 
     def compare_state_dict(self, state: Dict[str, torch.Tensor]) -> List[str]:
         """Differences between ``state`` and this model's state dict.
@@ -383,29 +390,21 @@ class CLIPResNet(BaseModule):
             differently shaped keys, at most 5 named each); empty when
             ``state`` fits exactly.
         """
-        own = self.state_dict()
-        problems = []
+        missing, unexpected, shape_diff = state_dict_diff(
+            self.state_dict(), state, optional_extra_state=False)
 
         def named(keys):
-            keys = sorted(keys)
             more = f' and {len(keys) - 5} more' if len(keys) > 5 else ''
             return ', '.join(keys[:5]) + more
 
-        missing = own.keys() - state.keys()
-        unexpected = state.keys() - own.keys()
-        shapes = [
-            f'{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}'
-            for k in sorted(own.keys() & state.keys())
-            if hasattr(state[k], 'shape') and state[k].shape != own[k].shape
-        ]
+        problems = []
         if missing:
             problems.append(f'missing keys {named(missing)}')
         if unexpected:
             problems.append(f'unexpected keys {named(unexpected)}')
-        if shapes:
-            more = f' and {len(shapes) - 5} more' if len(shapes) > 5 else ''
-            problems.append('shape (checkpoint vs model) of '
-                            + ', '.join(shapes[:5]) + more)
+        if shape_diff:
+            problems.append('shape (checkpoint vs model) of ' + named(
+                [f'{k} {got} vs {want}' for k, got, want in shape_diff]))
         return problems
 
     # -------------------------------------------------------------- running

@@ -8,12 +8,12 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
+from ...utils.arg_checks import check_int
+
 
 def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f'HierarchicalContrastiveHead: {name} must be a '
-                         f'positive int, got {value!r}.')
-    return value
+    return check_int(name, value, minimum=1,
+                     owner='HierarchicalContrastiveHead')
 
 
 @MODELS.register_module()

@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
+from ...utils.arg_checks import check_int
+
 
 @MODELS.register_module()
 class HierarchicalTextAlignedHead(BaseModule):
@@ -101,9 +103,8 @@ class HierarchicalTextAlignedHead(BaseModule):
             raise ValueError(f'{level} head: num_outputs={num_outputs} is '
                              f'smaller than the {num_attr} attributes; use '
                              f'>= {num_attr} or None.')
-        if not isinstance(in_channels, int) or in_channels < 1:
-            raise ValueError(f'{level} head: in_channels must be a positive '
-                             f'int, got {in_channels!r}.')
+        check_int('in_channels', in_channels, minimum=1,
+                  owner=f'{level} head')
         if attribute_names is not None and len(attribute_names) != num_attr:
             raise ValueError(f'{level} head: {len(attribute_names)} '
                              f'attribute_names for {num_attr} embeddings.')

@@ -82,6 +82,10 @@ class VICRegHead(BaseModule):
             (default False), ``eps`` (default 1e-4). Defaults to ``{}``.
         init_cfg (dict, optional): Unused (the head has no parameters).
 
+    Attributes:
+        method_name (str): ``'vicreg'``, the name ``HLSSAuxWrapper`` gives
+            the loss (``loss_vicreg``).
+
     Shapes:
         - z1, z2: ``(N, D)`` (or ``(N, ..., D)``), ``N >= 2``, same shape.
         - output: scalar.
@@ -92,6 +96,11 @@ class VICRegHead(BaseModule):
         >>> head.loss(torch.randn(8, 16), torch.randn(8, 16)).shape
         torch.Size([])
     """
+
+    #: The method this head turns its algorithm into: ``HLSSAuxWrapper``
+    #: logs the inner loss as ``loss_vicreg`` (not ``loss_barlowtwins``,
+    #: after the generic ``BarlowTwins`` algorithm type that runs it).
+    method_name = 'vicreg'
 
     def __init__(self, loss: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):

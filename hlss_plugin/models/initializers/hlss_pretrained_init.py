@@ -22,8 +22,8 @@ class HLSSPretrainedInit:
     among :data:`~hlss_plugin.utils.backbone_state.BACKBONE_PREFIXES`
     (``backbone.``, ``algorithm.backbone.`` and their DDP ``module.``
     variants), falls back to a plain backbone state dict (e.g. ``visual.pth``
-    of ``tools/convert_clip_rn50.py``), loads strictly and logs the prefix
-    it used. The same logic as ``BackboneEmbedder``.
+    of ``tools/model_converters/convert_clip_rn50.py``), loads strictly and
+    logs the prefix it used. The same logic as ``BackboneEmbedder``.
 
     Like mmengine's ``Pretrained``, which runs after everything else, the
     loaded weights are final: the module's submodules are marked

@@ -5,6 +5,8 @@ from typing import Any, Dict, List, Optional
 import torch
 from mmpretrain.registry import MODELS
 
+from ...utils.arg_checks import check_int
+
 from .base_text_tower import BaseTextTower, fingerprint_folder
 
 __all__ = ['HFCLIPTextTower']
@@ -53,16 +55,13 @@ class HFCLIPTextTower(BaseTextTower):
             raise ValueError(
                 f'HFCLIPTextTower: model_path {model_path!r} is not a folder '
                 f'holding config.json. Convert an OpenAI / open_clip '
-                f'checkpoint with `python tools/convert_clip_rn50.py RN50.pt '
-                f'DIR` and pass DIR/text, or pass any local Hugging Face CLIP '
+                f'checkpoint with `python '
+                f'tools/model_converters/convert_clip_rn50.py RN50.pt DIR` '
+                f'and pass DIR/text, or pass any local Hugging Face CLIP '
                 f'folder (save_pretrained once on a machine with internet); '
                 f'nothing is downloaded at run time.')
-        if isinstance(
-                max_length,
-                bool) or not isinstance(max_length, int) or max_length < 3:
-            raise ValueError(f'HFCLIPTextTower: max_length must be an int '
-                             f'>= 3 (it counts start and end tokens), got '
-                             f'{max_length!r}.')
+        check_int('max_length', max_length, minimum=3,
+                  owner='HFCLIPTextTower')  # it counts start and end tokens
         self.model_path = osp.abspath(model_path)
         self.max_length = max_length
 

@@ -7,6 +7,8 @@ from typing import Any, Dict, List, Optional
 import torch
 from mmpretrain.registry import MODELS
 
+from ...utils.arg_checks import check_int
+
 from .base_text_tower import BaseTextTower, fingerprint_folder
 
 __all__ = ['HFSentenceTextTower', 'default_minilm_path']
@@ -103,12 +105,8 @@ class HFSentenceTextTower(BaseTextTower):
         if pooling not in _POOLINGS:
             raise ValueError(f'HFSentenceTextTower: pooling must be one of '
                              f'{list(_POOLINGS)}, got {pooling!r}.')
-        if isinstance(
-                max_length,
-                bool) or not isinstance(max_length, int) or max_length < 3:
-            raise ValueError(f'HFSentenceTextTower: max_length must be an int '
-                             f'>= 3 (it counts special tokens), got '
-                             f'{max_length!r}.')
+        check_int('max_length', max_length, minimum=3,
+                  owner='HFSentenceTextTower')  # it counts special tokens
         if model_path is None:
             model_path = default_minilm_path()
         elif not osp.isfile(osp.join(str(model_path), 'config.json')):

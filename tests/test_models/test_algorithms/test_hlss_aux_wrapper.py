@@ -268,6 +268,30 @@ def test_logged_loss_is_the_sum_of_every_term(text_files):
                losses['loss_simclr'].item()) < 1e-6
 
 
+def test_vicreg_loss_is_logged_as_loss_vicreg(text_files):
+    """BarlowTwins with a VICRegHead is VICReg: its loss is 'loss_vicreg'
+    (the head's method_name), not 'loss_barlowtwins'; the value is the
+    algorithm's own loss on the same batch."""
+    cfg = algorithm_cfg('SimCLR')
+    cfg.update(type='BarlowTwins', neck=dict(
+        type='NonLinearNeck', in_channels=WIDTH, hid_channels=32,
+        out_channels=16, num_layers=3, with_last_bn=False,
+        with_avg_pool=True, norm_cfg=dict(type='BN1d')),
+        head=dict(type='VICRegHead'))
+    model = build(text_files, cfg)
+    assert model.method_name == 'vicreg'
+    views, samples = grid_batch()
+    losses = model(views, samples, mode='loss')
+    assert 'loss_vicreg' in losses and 'loss_barlowtwins' not in losses
+    torch.manual_seed(0)
+    alone = copy.deepcopy(model.algorithm)
+    expected = alone.loss([v.clone() for v in views], samples)['loss']
+    assert losses['loss_vicreg'].item() == pytest.approx(expected.item(),
+                                                         rel=1e-5)
+    # without a method_name the class name stays (BarlowTwins' own head)
+    assert build(text_files, 'SimCLR').method_name == 'simclr'
+
+
 def test_config_errors(text_files):
     with pytest.raises(ValueError, match='view_order must be one of'):
         build(text_files, view_order='interleaved')

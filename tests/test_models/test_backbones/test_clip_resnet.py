@@ -163,7 +163,7 @@ def test_missing_checkpoint_is_an_error_at_construction(tmp_path):
         tiny(init_cfg=dict(type='Pretrained', checkpoint=path))
     message = str(info.value)
     assert path in message
-    assert (f'python tools/convert_clip_rn50.py RN50.pt {tmp_path / "clip"}'
+    assert (f'python tools/model_converters/convert_clip_rn50.py RN50.pt {tmp_path / "clip"}'
             in message)
     assert 'HLSS_CLIP_DIR' in message
 

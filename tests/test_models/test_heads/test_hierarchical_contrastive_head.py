@@ -131,7 +131,7 @@ def test_errors_name_the_argument():
     with pytest.raises(ValueError, match=r'losses\["slide"\] must be a loss '
                        'config'):
         HierarchicalContrastiveHead(losses=dict(slide='supcon'))
-    with pytest.raises(ValueError, match='hid_channels must be a positive'):
+    with pytest.raises(ValueError, match='hid_channels must be an int >= 1'):
         HierarchicalContrastiveHead(losses=dict(patch=supcon()),
                                     hid_channels=0)
     head = HierarchicalContrastiveHead(

@@ -133,7 +133,7 @@ def test_mlp_bridge_scrambles_the_language_tie():
 @pytest.mark.parametrize('kwargs, match', [
     (dict(text_embeddings=torch.randn(3)), r'must be \(A, D\)'),
     (dict(num_outputs=2), 'smaller than the 5 attributes'),
-    (dict(in_channels=0), 'in_channels must be a positive int'),
+    (dict(in_channels=0), 'in_channels must be an int >= 1'),
     (dict(hvc_loss=None, ha_loss=None), 'give at least one loss'),
     (dict(attribute_names=['a']), '1 attribute_names for 5'),
 ])

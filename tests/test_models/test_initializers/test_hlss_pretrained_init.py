@@ -103,12 +103,12 @@ def test_every_layout_loads_every_tensor(tmp_path, logs, prefix):
 
 
 def test_clip_converter_visual_pth_loads_into_clip_resnet(tmp_path):
-    """``visual.pth`` as tools/convert_clip_rn50.py writes it (a plain
+    """``visual.pth`` as tools/model_converters/convert_clip_rn50.py writes it (a plain
     dict), checked against open_clip's own image tower."""
     from open_clip.modified_resnet import ModifiedResNet
     spec = importlib.util.spec_from_file_location(
         'convert_clip_rn50_for_init_test',
-        osp.join(REPO, 'tools', 'convert_clip_rn50.py'))
+        osp.join(REPO, 'tools', 'model_converters', 'convert_clip_rn50.py'))
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     torch.manual_seed(3)

@@ -4,8 +4,9 @@
 # - patients: class-balanced by replication (minority-class patients
 #   repeated up to the largest class, an epoch = one pass over that list);
 # - evaluation: the whole patch resized to 224; kNN k = 200, T = 0.07; patch
-#   scores L1-normalised, softmaxed, then summed per slide / patient.
-_base_ = ['opensrh_hierarchical.py', 'opensrh_knn_eval.py']
+#   scores L1-normalised, softmaxed, then summed per slide / patient;
+# - batches: the paper's 32 x 2 x 2 x 2 (opensrh_paper_batch.py).
+_base_ = ['opensrh_paper_batch.py', 'opensrh_knn_eval.py']
 view_pipeline = [dict(type='SRHAugment', recipe='published')]
 train_dataloader = dict(
     sampler=dict(class_balanced='replicate'),
