@@ -19,7 +19,7 @@ $(VENV)/.installed-%: $(DEPS) | $(PY)
 	touch $@
 
 demo: $(VENV)/.installed-demo
-	$(PY) tools/demo.py --work-dir work_dirs/demo
+	$(PY) tools/misc/demo.py --work-dir work_dirs/demo
 
 # pytest exits 5 when it collects no test: say so and fail loudly.
 test: $(VENV)/.installed-tests

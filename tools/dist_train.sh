@@ -4,8 +4,10 @@
 # Environment: NNODES (1), NODE_RANK (0), MASTER_ADDR (127.0.0.1),
 # PORT (29500). Without CUDA the processes train on the CPU with gloo.
 set -e
-if [ $# -lt 2 ]; then
+if [ $# -lt 2 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
     echo "usage: $0 CONFIG NPROC_PER_NODE [tools/train.py options]" >&2
+    echo "environment: NNODES (1), NODE_RANK (0), MASTER_ADDR (127.0.0.1), PORT (29500)" >&2
+    case "${1:-}" in -h|--help) exit 0 ;; esac
     exit 2
 fi
 CONFIG=$1

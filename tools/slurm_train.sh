@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Training on a Slurm cluster, one task per GPU:
-#   tools/slurm_train.sh PARTITION JOB_NAME CONFIG [tools/train.py options]
+# Training on a Slurm cluster, one task per GPU (MMPretrain's arguments):
+#   tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [tools/train.py options]
 # Environment: GPUS (8), GPUS_PER_NODE (8), CPUS_PER_TASK (5), SRUN_ARGS ('').
-set -x
-if [ $# -lt 3 ]; then
-    echo "usage: $0 PARTITION JOB_NAME CONFIG [tools/train.py options]" >&2
+if [ $# -lt 4 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
+    echo "usage: $0 PARTITION JOB_NAME CONFIG WORK_DIR [tools/train.py options]" >&2
+    echo "environment: GPUS (8), GPUS_PER_NODE (8), CPUS_PER_TASK (5), SRUN_ARGS ('')" >&2
+    case "${1:-}" in -h|--help) exit 0 ;; esac
     exit 2
 fi
+set -x
 PARTITION=$1
 JOB_NAME=$2
 CONFIG=$3
+WORK_DIR=$4
 GPUS=${GPUS:-8}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
@@ -32,4 +35,5 @@ srun -p "$PARTITION" \
     --cpus-per-task="$CPUS_PER_TASK" \
     --kill-on-bad-exit=1 \
     ${SRUN_ARGS} \
-    "$PYTHON" -u "$REPO_ROOT/tools/train.py" "$CONFIG" --launcher slurm "${@:4}"
+    "$PYTHON" -u "$REPO_ROOT/tools/train.py" "$CONFIG" --work-dir="$WORK_DIR" \
+    --launcher slurm "${@:5}"

@@ -6,8 +6,11 @@ Importing this package registers :class:`HierarchicalKNNMetric` in
 from .functional import (aggregate_scores, classification_metrics,
                          hierarchical_metrics, knn_scores)
 from .metrics import HierarchicalKNNMetric
+from .reporting import (dump_embeddings, plot_confusions, plot_tsne,
+                        write_metrics)
 
 __all__ = [
     'aggregate_scores', 'classification_metrics', 'hierarchical_metrics',
-    'knn_scores', 'HierarchicalKNNMetric'
+    'knn_scores', 'HierarchicalKNNMetric', 'dump_embeddings',
+    'plot_confusions', 'plot_tsne', 'write_metrics'
 ]

@@ -45,7 +45,7 @@ def set_data_root(cfg: Config, data_root: str) -> List[str]:
             f'--data-root {data_root!r}: no such folder. Pass the folder '
             f'that holds the dataset (for OpenSRH: the one with meta/ and '
             f'studies/; make a synthetic one with '
-            f'`python tools/make_synthetic_srh.py {data_root}`).')
+            f'`python tools/misc/make_synthetic_srh.py {data_root}`).')
     keys = []
     for container, key, path in list(walk_config(cfg._cfg_dict, '')):
         if key == 'data_root' and isinstance(container, dict):

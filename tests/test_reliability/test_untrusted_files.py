@@ -106,7 +106,7 @@ def test_code_running_checkpoint_is_refused_by_every_loader(evil):
         MODELS.build(dict(type='BackboneEmbedder', backbone=_backbone(),
                           checkpoint=evil.path))
     refusals.append(str(err.value))
-    # tools/explain.py
+    # tools/analysis_tools/explain.py
     with pytest.raises(ExplainError) as err:
         load_state_dict_strict(model, evil.path)
     refusals.append(str(err.value))

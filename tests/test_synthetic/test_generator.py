@@ -375,7 +375,7 @@ def _run_cli(args, cwd):
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
     return subprocess.run(
         [sys.executable,
-         osp.join(REPO, 'tools', 'make_synthetic_srh.py')] + args,
+         osp.join(REPO, 'tools', 'misc', 'make_synthetic_srh.py')] + args,
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -410,7 +410,7 @@ def test_cli_reports_bad_arguments(tmp_path, capsys):
     # In-process (a subprocess would re-import torch): load the tool's main.
     spec = importlib.util.spec_from_file_location(
         'make_synthetic_srh_tool',
-        osp.join(REPO, 'tools', 'make_synthetic_srh.py'))
+        osp.join(REPO, 'tools', 'misc', 'make_synthetic_srh.py'))
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     with pytest.raises(SystemExit) as exit_info:

@@ -1,4 +1,4 @@
-"""tools/benchmark.py: an end-to-end run (random + SimCLR, 1 epoch,
+"""tools/benchmarks/benchmark.py: an end-to-end run (random + SimCLR, 1 epoch,
 ResNet-18, 32 px, learning curves), its outputs, seeds, failure
 bookkeeping, errors, presets and variants on the command line, --dry-run,
 --make-data, and the backbone override on every benchmarkable config."""
@@ -20,13 +20,18 @@ from mmpretrain.registry import MODELS
 
 import hlss_plugin  # noqa: F401
 from hlss_plugin.synthetic import make_synthetic_srh
-from hlss_plugin.utils.benchmark_overrides import (set_backbone_depth,
-                                                   set_crop_size,
-                                                   set_patients_per_batch)
+import hlss_plugin.benchmark.benchmark_run as benchmark_run
+from hlss_plugin.benchmark.benchmark_run import make_data
+from hlss_plugin.benchmark.methods import CONFIG_DIR, METHOD_CONFIGS
+from hlss_plugin.benchmark.overrides import (set_backbone_depth,
+                                             set_crop_size,
+                                             set_patients_per_batch)
+from hlss_plugin.benchmark.presets import PRESETS
+from hlss_plugin.benchmark.runs import _reusable, run_training
 from hlss_plugin.utils.config import set_data_root, walk_config
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TOOL = osp.join(REPO, 'tools', 'benchmark.py')
+TOOL = osp.join(REPO, 'tools', 'benchmarks', 'benchmark.py')
 LEVELS = ('patch', 'slide', 'patient')
 P, SLIDES, PATCHES, VIEWS = 2, 2, 2, 2
 
@@ -188,7 +193,7 @@ def test_failed_method_and_random_seeds(root, tmp_path, monkeypatch,
         return dict(error='training failed (exit 1): RuntimeError: boom',
                     wall_s=0.5, log='train.log')
 
-    monkeypatch.setattr(benchmark, 'run_training', broken)
+    monkeypatch.setattr(benchmark_run, 'run_training', broken)
     work = str(tmp_path / 'work')
     status = benchmark.main(['--methods', 'simclr', 'random',
                              *common_args(root, work), '--seeds', '2'])
@@ -236,7 +241,7 @@ def test_unknown_or_missing_method(root, tmp_path, monkeypatch):
     message = str(err.value)
     assert 'unknown method(s) dino' in message
     assert 'valid names: random, hlss, hidisc, simclr' in message
-    monkeypatch.setitem(benchmark.METHOD_CONFIGS, 'simclr',
+    monkeypatch.setitem(METHOD_CONFIGS, 'simclr',
                         'no_such_config.py')
     with pytest.raises(SystemExit, match='no_such_config.py not found'):
         benchmark.main(['--methods', 'simclr', *common_args(root, work)])
@@ -279,7 +284,7 @@ def test_dry_run_prints_overrides(root, tmp_path, capsys):
 
 
 def test_preset_flags_and_seeds_resolve(root, tmp_path, monkeypatch):
-    monkeypatch.setitem(benchmark.PRESETS, 'tiny', dict(
+    monkeypatch.setitem(PRESETS, 'tiny', dict(
         crop_size=48, budget=2, k=7, eval_every=1, seeds=3))
     base = ['--data-root', root, '--work-dir', str(tmp_path), '--methods',
             'random']
@@ -321,7 +326,7 @@ def test_dry_run_with_preset_and_variant(root, tmp_path, capsys):
     assert status == 0 and not osp.exists(work)
     for line in ('[settings] preset: cpu', '  crop_size: 32 (flag)',
                  '  budget: 1 (flag)', '  seeds: [3, 4] (flag)',
-                 f"  backbone: {benchmark.PRESETS['cpu']['backbone']!r} "
+                 f"  backbone: {PRESETS['cpu']['backbone']!r} "
                  f'(preset cpu)',
                  "[hlss_ha_published] configs/mmpretrain/hlss_srh.py + "
                  "{'ha': 'published'}",
@@ -337,7 +342,7 @@ def test_dry_run_with_preset_and_variant(root, tmp_path, capsys):
 
 
 def test_make_data(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(benchmark.PRESETS, 'tiny', dict(
+    monkeypatch.setitem(PRESETS, 'tiny', dict(
         budget=1, data=dict(patients_per_class=2, slides=1, patches=1,
                             size=32)))
     work = str(tmp_path / 'work')
@@ -351,10 +356,10 @@ def test_make_data(tmp_path, monkeypatch, capsys):
     assert 'does not exist yet' in out and not osp.exists(work)
     args = benchmark.parse_args(argv)
     assert args.data_root == data_root
-    assert benchmark.make_data(args)['patches'] == 1
+    assert make_data(args)['patches'] == 1
     with open(osp.join(data_root, 'meta', 'opensrh.json')) as f:
         assert len(json.load(f)) == 14  # 7 classes x 2 patients
-    assert benchmark.make_data(args) is None  # exists: used as it is
+    assert make_data(args) is None  # exists: used as it is
     # without --make-data a missing root stops with the fix
     with pytest.raises(SystemExit, match='--make-data'):
         benchmark.main(['--methods', 'random', '--budget', '1',
@@ -365,7 +370,7 @@ def test_make_data(tmp_path, monkeypatch, capsys):
 @pytest.fixture(scope='module')
 def batch(root):
     """One hierarchical batch of the shared pipeline at 32 px."""
-    cfg = Config.fromfile(osp.join(benchmark.CONFIG_DIR,
+    cfg = Config.fromfile(osp.join(CONFIG_DIR,
                                    'simclr_resnet50_srh.py'))
     set_data_root(cfg, root)
     set_crop_size(cfg, 32)
@@ -377,9 +382,9 @@ def batch(root):
     return next(iter(loader))
 
 
-@pytest.mark.parametrize('method', list(benchmark.METHOD_CONFIGS))
+@pytest.mark.parametrize('method', list(METHOD_CONFIGS))
 def test_backbone_override_builds_every_config(method, batch):
-    path = osp.join(benchmark.CONFIG_DIR, benchmark.METHOD_CONFIGS[method])
+    path = osp.join(CONFIG_DIR, METHOD_CONFIGS[method])
     if not osp.isfile(path):
         pytest.skip(f'{osp.basename(path)} is not in this checkout')
     cfg = Config.fromfile(path)
@@ -402,7 +407,6 @@ def test_backbone_override_builds_every_config(method, batch):
 
 
 def test_reuse_keeps_a_finished_run_of_the_identical_config(tmp_path):
-    tool = _load_tool()
     cfg = Config(dict(model=dict(type='X'), helper=1,
                       work_dir=str(tmp_path / 'w')))
     out = str(tmp_path / 'hlss' / 'seed0')
@@ -419,7 +423,7 @@ def test_reuse_keeps_a_finished_run_of_the_identical_config(tmp_path):
     # another work dir and helper variable: the same training
     same = Config(dict(model=dict(type='X'), helper=2,
                        work_dir=str(tmp_path / 'v')))
-    result = tool.run_training(out, 'hlss', same, 0, reuse=True)
+    result = run_training(out, 'hlss', same, 0, reuse=True)
     assert result['reused'] and result['iterations'] == 3
     assert result['checkpoint'] == ckpt
     # a recorded path outside the folder is never followed, even when a
@@ -429,11 +433,11 @@ def test_reuse_keeps_a_finished_run_of_the_identical_config(tmp_path):
     decoy.write_bytes(b'')
     with open(result_path, 'w') as f:
         json.dump(dict(iterations=3, checkpoint=str(decoy)), f)
-    assert tool._reusable(config_path, cfg, result_path, out) is None
+    assert _reusable(config_path, cfg, result_path, out) is None
     with open(result_path, 'w') as f:
         json.dump(dict(iterations=3, checkpoint=ckpt), f)
     # another model is another training
     other = Config(dict(model=dict(type='Y'), work_dir=str(tmp_path / 'w')))
-    assert tool._reusable(config_path, other, result_path, out) is None
+    assert _reusable(config_path, other, result_path, out) is None
     os.remove(ckpt)  # a run whose checkpoint is gone is not reused either
-    assert tool._reusable(config_path, cfg, result_path, out) is None
+    assert _reusable(config_path, cfg, result_path, out) is None

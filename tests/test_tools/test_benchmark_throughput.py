@@ -1,4 +1,4 @@
-"""tools/benchmark_throughput.py --quick: one JSON line with every figure,
+"""tools/benchmarks/benchmark_throughput.py --quick: one JSON line with every figure,
 all positive, in well under a minute; argument and config checks."""
 import json
 import os.path as osp
@@ -9,7 +9,7 @@ import time
 import pytest
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TOOL = osp.join(REPO, 'tools', 'benchmark_throughput.py')
+TOOL = osp.join(REPO, 'tools', 'benchmarks', 'benchmark_throughput.py')
 
 RATES = ['cpu_views_per_s_reference', 'cpu_views_per_s_per_sample',
          'cpu_views_per_s_ours', 'augment_views_per_s_device',
@@ -62,8 +62,12 @@ def test_quick_prints_one_json_line_with_every_figure(tmp_path):
 
 
 def test_bad_arguments_and_config(tmp_path):
-    proc = run('--quick', '--steps', '0')
-    assert proc.returncode != 0 and '--steps must be >= 1' in proc.stderr
+    for flag, value, bound in (('--steps', '0', 1), ('--warmup', '-1', 0),
+                               ('--threads', '0', 1)):
+        proc = run('--quick', flag, value)
+        assert proc.returncode == 2
+        assert (f'argument {flag}: expected an integer >= {bound}, got '
+                f'{value}') in proc.stderr
     cfg = tmp_path / 'plain.py'
     cfg.write_text(f"_base_ = ['{REPO}/configs/mmpretrain/hlss_srh.py']\n")
     proc = run('--quick', '--config', str(cfg))

@@ -1,4 +1,4 @@
-"""tools/convert_clip_rn50.py against open_clip (the test oracle).
+"""tools/model_converters/convert_clip_rn50.py against open_clip (the test oracle).
 
 A randomly initialised ``open_clip`` RN50-quickgelu (fixed seed, every
 image-tower weight and BatchNorm statistic randomised so no residual branch
@@ -41,7 +41,7 @@ TOL = 1e-4
 def _load_tool():
     spec = importlib.util.spec_from_file_location(
         'hlss_tools_convert_clip_rn50',
-        osp.join(REPO, 'tools', 'convert_clip_rn50.py'))
+        osp.join(REPO, 'tools', 'model_converters', 'convert_clip_rn50.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -259,6 +259,6 @@ def test_config_without_converted_folder_says_how_to_convert(
     init_default_scope('mmpretrain')
     with pytest.raises(FileNotFoundError) as info:
         MODELS.build(cfg.model)
-    assert (f'python tools/convert_clip_rn50.py RN50.pt {folder}'
+    assert (f'python tools/model_converters/convert_clip_rn50.py RN50.pt {folder}'
             in str(info.value))
     assert 'HLSS_CLIP_DIR' in str(info.value)

@@ -9,7 +9,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 def test_demo_writes_report_and_grid(tmp_path):
     work = tmp_path / 'demo'
     out = subprocess.run(
-        [sys.executable, osp.join(REPO, 'tools', 'demo.py'), '--work-dir',
+        [sys.executable, osp.join(REPO, 'tools', 'misc', 'demo.py'), '--work-dir',
          str(work), '--patients-per-class', '3', '--patches', '4',
          '--num-workers', '0', '--max-epochs', '1', '--k', '5'],
         cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -42,7 +42,7 @@ def test_demo_writes_report_and_grid(tmp_path):
             assert f'| loss_{level}_{term} |' in report
     # a second run reuses the data instead of regenerating it
     again = subprocess.run(
-        [sys.executable, osp.join(REPO, 'tools', 'demo.py'), '--work-dir',
+        [sys.executable, osp.join(REPO, 'tools', 'misc', 'demo.py'), '--work-dir',
          str(work), '--num-workers', '0', '--skip-train'],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -1,4 +1,4 @@
-"""tools/explain.py end to end on a tiny synthetic set, and its bad input.
+"""tools/analysis_tools/explain.py end to end on a tiny synthetic set, and its bad input.
 
 The model is ``hlss_srh_tiny.py`` with a narrow ResNet-18 (the embedded
 MiniLM text tower, so the heads carry the real SRH attribute names).
@@ -33,7 +33,7 @@ from hlss_plugin.interpret import (explain, explain_driver, markdown_lines,
 from hlss_plugin.synthetic import make_synthetic_srh
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TOOL = osp.join(REPO, 'tools', 'explain.py')
+TOOL = osp.join(REPO, 'tools', 'analysis_tools', 'explain.py')
 SIMCLR = osp.join(REPO, 'tests', 'test_tools', 'configs',
                   'simclr_tiny_srh.py')
 TINY = f"""
@@ -361,3 +361,28 @@ def test_fast_config_views_are_the_preprocessors_eval_output(
                                sims[range(10), top1], atol=1e-5)
     np.testing.assert_allclose([it['top_k'][0][1] for it in patches],
                                z.max(1), rtol=1e-4, atol=1e-4)
+
+
+def test_cfg_options_reach_the_explained_config(monkeypatch, tmp_path):
+    """--cfg-options is merged into the config before explain() runs, as
+    in tools/train.py; without it the path is passed on unchanged."""
+    import hlss_plugin.interpret as interpret
+    seen = []
+
+    def fake_explain(cfg, checkpoint, **kwargs):
+        seen.append(cfg)
+        raise interpret.ExplainError('stop here')
+
+    monkeypatch.setattr(interpret, 'explain', fake_explain)
+    config = osp.join(REPO, 'configs', 'mmpretrain', 'hlss_srh_tiny.py')
+    msg = _tool_error([config, 'ckpt.pth', '--cfg-options',
+                       'train_dataloader.dataset.split_file=meta/x.json'])
+    assert msg.endswith('error: stop here')
+    cfg = seen[-1]
+    assert cfg.train_dataloader.dataset.split_file == 'meta/x.json'
+    assert cfg.filename == config
+    _tool_error([config, 'ckpt.pth'])
+    assert seen[-1] == config
+    msg = _tool_error([str(tmp_path / 'none.py'), 'ckpt.pth',
+                       '--cfg-options', 'a=1'])
+    assert "config file" in msg and 'none.py' in msg and 'not found' in msg

@@ -1,4 +1,4 @@
-"""tools/gpu_throughput_check.sh and tools/throughput_table.py.
+"""tools/benchmarks/gpu_throughput_check.sh and tools/benchmarks/throughput_table.py.
 
 The shell script's logic (modes -> flags, one JSON per run, a failing or
 hanging run reported while the others still run, exit status) is checked
@@ -15,11 +15,11 @@ import sys
 import pytest
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-SCRIPT = osp.join(REPO, 'tools', 'gpu_throughput_check.sh')
+SCRIPT = osp.join(REPO, 'tools', 'benchmarks', 'gpu_throughput_check.sh')
 
 
 def load_table_tool():
-    path = osp.join(REPO, 'tools', 'throughput_table.py')
+    path = osp.join(REPO, 'tools', 'benchmarks', 'throughput_table.py')
     spec = importlib.util.spec_from_file_location('throughput_table', path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -179,3 +179,38 @@ def test_script_with_the_real_benchmark_on_cpu(tmp_path):
     row = (out / 'summary.md').read_text().splitlines()[2]
     assert row.startswith('| gather | cpu')
     assert str(res['step_img_per_s_hlss']) in row
+
+
+def test_script_help_prints_its_usage_and_runs_nothing(tmp_path):
+    for flag in ('--help', '-h'):
+        proc = subprocess.run(['bash', SCRIPT, flag], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith('The GPU throughput check')
+        assert 'gpu_throughput_check.sh [OUT_DIR]' in proc.stdout
+        assert 'PYTHON   interpreter' in proc.stdout
+        assert not any(tmp_path.iterdir())  # no --help folder
+    proc = subprocess.run(['bash', SCRIPT, '--out'], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and "unknown option '--out'" in proc.stderr
+
+
+def test_script_defaults_to_the_environments_python(tmp_path):
+    """Without PYTHON the script runs ``python`` from PATH (the active
+    environment's), not the system python3."""
+    shim = tmp_path / 'bin'
+    shim.mkdir()
+    record = tmp_path / 'which.txt'
+    (shim / 'python').write_text(
+        f'#!/usr/bin/env bash\necho python >> {record}\nexit 7\n')
+    (shim / 'python3').write_text(
+        f'#!/usr/bin/env bash\necho python3 >> {record}\nexit 7\n')
+    for name in ('python', 'python3'):
+        (shim / name).chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHON'}
+    env['PATH'] = f'{shim}:{env["PATH"]}'
+    proc = subprocess.run(['bash', SCRIPT, str(tmp_path / 'out')],
+                          capture_output=True, text=True, timeout=30,
+                          env=env)
+    assert proc.returncode == 2  # the import check failed: stopped
+    assert record.read_text().split() == ['python']

@@ -1,5 +1,5 @@
 """tools/test.py end to end on a tiny synthetic OpenSRH set, and its
-checkpoint / config checks; tools/benchmark_knn.py --quick's output."""
+checkpoint / config checks; tools/benchmarks/benchmark_knn.py --quick's output."""
 import csv
 import importlib.util
 import json
@@ -16,6 +16,7 @@ from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
 
 import hlss_plugin  # noqa: F401
+from hlss_plugin.apis import prepare_test_config
 from hlss_plugin.evaluation.functional import (hierarchical_metrics,
                                                knn_scores)
 from hlss_plugin.synthetic import make_synthetic_srh
@@ -153,6 +154,8 @@ def test_mismatched_checkpoint_is_refused(setup, tmp_path):
     assert 'unexpected keys: extra.weight, neck.weight' in msg
     assert f'{key} (checkpoint (3, 3), model (64, 64, 3, 3))' in msg
     assert 'Pass the config the checkpoint was trained with' in msg
+    assert (f'use the config saved in the work dir ({osp.dirname(bad)}/'
+            f'<config name>.py, next to the checkpoint)') in msg
     test_tool.check_checkpoint(setup['model'], setup['ckpt'])  # fine
     module_prefixed = str(tmp_path / 'ddp.pth')  # DDP-saved names load
     torch.save({'state_dict': {f'module.{k}': v for k, v in
@@ -187,21 +190,46 @@ def test_mismatched_checkpoint_is_refused(setup, tmp_path):
     assert not osp.exists(tmp_path / 'w' / 'metrics.json')
 
 
+def test_dist_test_sh_two_gloo_processes_match_one(setup, tmp_path):
+    """tools/dist_test.sh CONFIG CHECKPOINT 2: two gloo processes report the
+    metrics of a single-process run (every patch scored once)."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    common = ['--data-root', setup['root'], '--tsne-max', '0',
+              '--cfg-options', *OPTIONS]
+    proc = subprocess.run(
+        ['bash', osp.join(REPO, 'tools', 'dist_test.sh'), setup['config'],
+         setup['ckpt'], '2', '--work-dir', str(tmp_path / 'two'), *common],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env=dict(_env(), PORT=str(port), OMP_NUM_THREADS='1'))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    with open(tmp_path / 'two' / 'metrics.json') as f:
+        two = json.load(f)
+    one = test_tool.main([setup['config'], setup['ckpt'], '--work-dir',
+                          str(tmp_path / 'one'), *common])
+    for level in LEVELS:
+        for key in KEYS:
+            assert two[level][key] == pytest.approx(one[level][key],
+                                                    abs=1e-4), (level, key)
+
+
 def test_config_without_test_settings_is_refused(setup, tmp_path):
     args = test_tool.parse_args([TINY, setup['ckpt']])
     cfg = Config.fromfile(TINY)
     cfg.test_dataloader = None
     with pytest.raises(test_tool.ToolError, match='has no test_dataloader.*'
                        'opensrh_knn_eval.py'):
-        test_tool.prepare_config(cfg, args)
+        prepare_test_config(cfg, args)
     args = test_tool.parse_args([setup['config'], str(tmp_path / 'no.pth')])
     with pytest.raises(test_tool.ToolError, match='not found'):
-        test_tool.prepare_config(Config.fromfile(setup['config']), args)
+        prepare_test_config(Config.fromfile(setup['config']), args)
 
 
 def test_benchmark_quick_prints_one_json_line():
     proc = subprocess.run(
-        [sys.executable, osp.join(REPO, 'tools', 'benchmark_knn.py'),
+        [sys.executable, osp.join(REPO, 'tools', 'benchmarks', 'benchmark_knn.py'),
          '--quick', '--queries', '300', '--bank', '2000', '--dim', '256'],
         cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]

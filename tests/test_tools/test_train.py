@@ -27,6 +27,7 @@ from hlss_plugin.engine.hooks.hierarchical_batch_check_hook import \
 from hlss_plugin.engine.model_wrappers import \
     DeviceAwareDistributedDataParallel
 from hlss_plugin.synthetic import make_synthetic_srh
+from hlss_plugin.utils.config import set_data_root
 from tests.dist_helpers import run_distributed
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -355,7 +356,7 @@ def test_set_data_root_replaces_every_entry(tmp_path):
                       dict(type='RepeatDataset',
                            dataset=dict(type='B', data_root='old'))])),
         val_dataloader=dict(dataset=dict(type='C', data_root='old'))))
-    keys = train_tool.set_data_root(cfg, str(tmp_path))
+    keys = set_data_root(cfg, str(tmp_path))
     assert sorted(keys) == sorted([
         'data_root', 'train_dataloader.dataset.datasets.0.data_root',
         'train_dataloader.dataset.datasets.1.dataset.data_root',
@@ -364,7 +365,7 @@ def test_set_data_root_replaces_every_entry(tmp_path):
     assert {cfg.data_root, ds[0].data_root, ds[1].dataset.data_root,
             cfg.val_dataloader.dataset.data_root} == {str(tmp_path)}
     with pytest.raises(ValueError, match='no `data_root`'):
-        train_tool.set_data_root(Config(dict(model=dict())), str(tmp_path))
+        set_data_root(Config(dict(model=dict())), str(tmp_path))
 
 
 def test_resume_flag_and_missing_checkpoint(tmp_path):
@@ -374,24 +375,24 @@ def test_resume_flag_and_missing_checkpoint(tmp_path):
     assert cfg.resume is True and cfg.load_from is None
     assert cfg.work_dir == osp.join('./work_dirs', 'simclr_tiny_srh')
     args = train_tool.parse_args([CONFIG, '--resume', str(tmp_path / 'x')])
-    with pytest.raises(train_tool.TrainToolError, match='no such checkpoint'):
+    with pytest.raises(train_tool.ToolError, match='no such checkpoint'):
         train_tool.merge_args(cfg, args)
 
 
 def test_cpu_launch_refuses_sync_bn_and_needs_torchrun_env(monkeypatch):
     cfg = Config.fromfile(CONFIG, import_custom_modules=False)
     cfg.model.neck.norm_cfg.type = 'SyncBN'
-    with pytest.raises(train_tool.TrainToolError,
+    with pytest.raises(train_tool.ToolError,
                        match=r'SyncBN needs CUDA.*model\.neck\.norm_cfg'):
         train_tool.prepare_distributed(cfg, 'pytorch')
     cfg = Config.fromfile(CONFIG, import_custom_modules=False)
     cfg.sync_bn = 'torch'
-    with pytest.raises(train_tool.TrainToolError, match='sync_bn'):
+    with pytest.raises(train_tool.ToolError, match='sync_bn'):
         train_tool.prepare_distributed(cfg, 'pytorch')
     cfg = Config.fromfile(CONFIG, import_custom_modules=False)
     for name in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'):
         monkeypatch.delenv(name, raising=False)
-    with pytest.raises(train_tool.TrainToolError,
+    with pytest.raises(train_tool.ToolError,
                        match='RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT are '
                        'not set; start the job with tools/dist_train.sh'):
         train_tool.prepare_distributed(cfg, 'pytorch')

@@ -9,7 +9,7 @@ from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 from mmengine.registry import PARAM_SCHEDULERS
 
-from hlss_plugin.utils.benchmark_overrides import (rescale_schedule,
+from hlss_plugin.benchmark.overrides import (rescale_schedule,
                                                    set_backbone_depth,
                                                    set_crop_size,
                                                    set_patients_per_batch)
@@ -93,10 +93,21 @@ def test_crop_size_sets_views_and_centre_crops():
         'test_dataloader.dataset.pipeline.0.size': (224, 48)}
     assert cfg.test_dataloader.dataset.pipeline[1].scale == 224
     assert set_crop_size(cfg, 48) == {}
-    with pytest.raises(ValueError, match='no SRHAugment or CenterCropTensor'):
+    with pytest.raises(ValueError, match='no SRHAugment, HEView, '
+                       'LightlyView or CenterCropTensor'):
         set_crop_size(Config(dict(pipeline=[dict(type='Resize')])), 48)
-    with pytest.raises(ValueError, match='positive int'):
+    with pytest.raises(ValueError, match='crop size must be an int >= 1'):
         set_crop_size(cfg, 0)
+
+
+def test_set_crop_size_reaches_the_he_views():
+    cfg = Config(dict(view_pipeline=[
+        dict(type='HEView', crop_size=224),
+        dict(type='LightlyView', view='SimCLRViewTransform',
+             input_size=224)]))
+    assert set_crop_size(cfg, 64) == {
+        'view_pipeline.0.crop_size': (224, 64),
+        'view_pipeline.1.input_size': (224, 64)}
 
 
 def test_patients_per_batch():

@@ -2,7 +2,7 @@
 --make-data spec; errors that name the fix."""
 import pytest
 
-from hlss_plugin.utils.benchmark_presets import (DEFAULT_DATA, DEFAULTS,
+from hlss_plugin.benchmark.presets import (DEFAULT_DATA, DEFAULTS,
                                                  PRESETS, data_spec,
                                                  resolve_seeds,
                                                  resolve_settings)
@@ -54,7 +54,7 @@ def test_errors():
     with pytest.raises(ValueError, match=r"unknown setting\(s\) \['lr'\]"):
         resolve_settings(dict(lr=0.1), None, FAKE)
     with pytest.raises(ValueError, match=r"preset 'bad' sets unknown "
-                       r"key\(s\) \['epochs'\].*benchmark_presets.py"):
+                       r"key\(s\) \['epochs'\].*benchmark/presets.py"):
         resolve_settings({}, 'bad', dict(bad=dict(epochs=3)))
 
 

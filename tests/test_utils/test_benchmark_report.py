@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from hlss_plugin.utils.benchmark_report import (compare_to_random,
+from hlss_plugin.benchmark.report import (compare_to_random,
                                                 curve_series, finalize,
                                                 format_pm, knn_split_stats,
                                                 mean_std, plot_accuracy,
@@ -118,7 +118,7 @@ def fake_report():
              options=[], error='config: ValueError: bad', notes=[],
              runs=[]),
     ]
-    return dict(command='python tools/benchmark.py --methods random hlss',
+    return dict(command='python tools/benchmarks/benchmark.py --methods random hlss',
                 machine=dict(cpu_count=2, torch='2.x', device='cpu',
                              mmengine='0.10', mmpretrain='1.2',
                              python='3.11', platform='linux'),
@@ -169,7 +169,7 @@ def test_finalize_and_table():
     s = rows['simclr']
     assert s['patch acc'] == '—' and s['status'].startswith('failed: config')
     # settings, chance levels, verdict and the command line
-    assert '- command: `python tools/benchmark.py --methods random hlss`' \
+    assert '- command: `python tools/benchmarks/benchmark.py --methods random hlss`' \
         in markdown
     # queries: patients 0..6 with classes 0..5, 5 twice (4 patches)
     assert '| patch | 14 | 7 | 7 | 14.3 | 28.6 |' in markdown

@@ -9,8 +9,8 @@ from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
 
 import hlss_plugin  # noqa: F401
-from hlss_plugin.utils.benchmark_overrides import set_backbone_depth
-from hlss_plugin.utils.benchmark_variants import (MLP_BRIDGE_HIDDEN,
+from hlss_plugin.benchmark.overrides import set_backbone_depth
+from hlss_plugin.benchmark.variants import (MLP_BRIDGE_HIDDEN,
                                                   apply_variant, find_heads,
                                                   parse_method)
 

@@ -1,6 +1,6 @@
 # TEST-ONLY: MMPretrain's own SimCLR with a tiny ResNet-18 on 32 px SRH views,
 # so tools/train.py can be tested end to end on 2 CPU cores in seconds.
-# Pass the data with --data-root (tools/make_synthetic_srh.py writes some).
+# Pass the data with --data-root (tools/misc/make_synthetic_srh.py writes some).
 _base_ = [
     '../../../configs/mmpretrain/_base_/datasets/opensrh_hierarchical.py',
     '../../../configs/mmpretrain/_base_/default_runtime.py',

@@ -3,7 +3,8 @@
 
 Run from the repository root::
 
-    python tools/explain.py CONFIG CHECKPOINT [--data-root DIR] [--split val]
+    python tools/analysis_tools/explain.py CONFIG CHECKPOINT
+        [--data-root DIR] [--split val] [--cfg-options KEY=VALUE ...]
         [--top-k 5] [--out DIR] [--max-patches N] [--batch-size 32]
         [--view-size PX] [--ranking {relative,raw}] [--reference-split train]
         [--max-reference-patches 1024]
@@ -29,11 +30,21 @@ evaluation). The logic lives in :mod:`hlss_plugin.interpret`
 import argparse
 import os.path as osp
 import sys
+import warnings
 from typing import List, Optional
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
+
+with warnings.catch_warnings(record=True) as _startup:
+    warnings.simplefilter('always')
+    from hlss_plugin.apis import filter_startup_warnings
+filter_startup_warnings(_startup)
+
+from mmengine.config import Config, DictAction  # noqa: E402
+
+from hlss_plugin.utils.arg_checks import positive_int  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -47,17 +58,17 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='replace the dataset\'s data_root by DIR')
     parser.add_argument('--split', default='val',
                         help='split name of the split file (default: val)')
-    parser.add_argument('--top-k', type=int, default=5,
+    parser.add_argument('--top-k', type=positive_int, default=5,
                         help='attributes per item (default: 5)')
     parser.add_argument('--out', metavar='DIR',
                         help='output folder (default: <checkpoint '
                         'folder>/explain)')
-    parser.add_argument('--max-patches', type=int, metavar='N',
+    parser.add_argument('--max-patches', type=positive_int, metavar='N',
                         help='use at most N patches, evenly spaced over the '
                         'split')
-    parser.add_argument('--batch-size', type=int, default=32,
+    parser.add_argument('--batch-size', type=positive_int, default=32,
                         help='patches per forward pass (default: 32)')
-    parser.add_argument('--view-size', type=int, metavar='PX',
+    parser.add_argument('--view-size', type=positive_int, metavar='PX',
                         help='center-crop size (default: the config\'s '
                         'training view size)')
     parser.add_argument('--ranking', choices=('relative', 'raw'),
@@ -68,10 +79,15 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--reference-split', default='train', metavar='SPLIT',
                         help='split of the relative ranking\'s reference '
                         'bank (default: train)')
-    parser.add_argument('--max-reference-patches', type=int, default=1024,
-                        metavar='N',
+    parser.add_argument('--max-reference-patches', type=positive_int,
+                        default=1024, metavar='N',
                         help='reference patches, evenly spaced over the '
                         'reference split (default: 1024)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings (KEY=VALUE as in tools/train.py; '
+        'the data comes from train_dataloader.dataset); applied before '
+        '--data-root')
     return parser.parse_args(argv)
 
 
@@ -80,8 +96,15 @@ def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
     from hlss_plugin.interpret import (ExplainError, explain, summary_lines,
                                        write_report)
+    cfg = args.config
+    if args.cfg_options is not None:
+        if not osp.isfile(args.config):
+            sys.exit(f'tools/analysis_tools/explain.py: error: config file '
+                     f'{args.config!r} not found.')
+        cfg = Config.fromfile(args.config)
+        cfg.merge_from_dict(args.cfg_options)
     try:
-        result = explain(args.config, args.checkpoint,
+        result = explain(cfg, args.checkpoint,
                          data_root=args.data_root, split=args.split,
                          top_k=args.top_k, max_patches=args.max_patches,
                          batch_size=args.batch_size,
@@ -89,7 +112,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
                          reference_split=args.reference_split,
                          max_reference_patches=args.max_reference_patches)
     except ExplainError as err:
-        sys.exit(f'tools/explain.py: error: {err}')
+        sys.exit(f'tools/analysis_tools/explain.py: error: {err}')
     out = args.out or osp.join(osp.dirname(osp.abspath(args.checkpoint)),
                                'explain')
     md_path, json_path = write_report(result, out)

@@ -6,9 +6,9 @@ Random unit vectors stand in for embeddings (the cost does not depend on
 their values): ``--queries`` × ``--bank`` × ``--dim`` (default 10k × 50k ×
 2048, a ResNet-50 embedding), ``k=200``, 7 classes::
 
-    python tools/benchmark_knn.py                      # CPU, 10k x 50k x 2048
-    python tools/benchmark_knn.py --quick              # < 30 s smoke run
-    python tools/benchmark_knn.py --device cuda --queries 100000 --bank 300000
+    python tools/benchmarks/benchmark_knn.py                      # CPU, 10k x 50k x 2048
+    python tools/benchmarks/benchmark_knn.py --quick              # < 30 s smoke run
+    python tools/benchmarks/benchmark_knn.py --device cuda --queries 100000 --bank 300000
 
 Peak extra memory is what the search allocates beyond its inputs: on CUDA
 ``torch.cuda.max_memory_allocated`` minus the memory held before the call;
@@ -24,30 +24,47 @@ import json
 import os.path as osp
 import sys
 import time
+import warnings
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+with warnings.catch_warnings(record=True) as _startup:
+    warnings.simplefilter('always')
+    from hlss_plugin.apis import filter_startup_warnings
+filter_startup_warnings(_startup)
 
 import torch  # noqa: E402
 
 from hlss_plugin.evaluation.functional.knn import (  # noqa: E402
     knn_chunk_sizes, knn_scores)
+from hlss_plugin.utils.arg_checks import positive_int  # noqa: E402
 
 QUICK = dict(queries=2000, bank=10000, dim=2048)
-GPU_SCALE = ('python tools/benchmark_knn.py --device cuda --queries 100000 '
-             '--bank 300000 --dim 2048')
+GPU_SCALE = ('python tools/benchmarks/benchmark_knn.py --device cuda '
+             '--queries 100000 --bank 300000 --dim 2048')
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--queries', type=int, default=10000)
-    parser.add_argument('--bank', type=int, default=50000)
-    parser.add_argument('--dim', type=int, default=2048)
-    parser.add_argument('--k', type=int, default=200)
-    parser.add_argument('--classes', type=int, default=7)
-    parser.add_argument('--max-mib', type=int, default=512,
+    """Parse the command line (``sys.argv[1:]`` when ``argv`` is None)."""
+    parser = argparse.ArgumentParser(
+        description=' '.join(__doc__.split('\n\n')[0].split()))
+    parser.add_argument('--queries', type=positive_int, default=10000,
+                        help='query embeddings (default 10000)')
+    parser.add_argument('--bank', type=positive_int, default=50000,
+                        help='bank embeddings (default 50000)')
+    parser.add_argument('--dim', type=positive_int, default=2048,
+                        help='embedding size (default 2048, ResNet-50)')
+    parser.add_argument('--k', type=positive_int, default=200,
+                        help='neighbours (default 200)')
+    parser.add_argument('--classes', type=positive_int, default=7,
+                        help='classes of the random labels (default 7)')
+    parser.add_argument('--max-mib', type=positive_int, default=512,
                         help='memory budget of the search in MiB')
-    parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
-    parser.add_argument('--threads', type=int, default=None,
+    parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu',
+                        help='where the search runs (default cpu)')
+    parser.add_argument('--threads', type=positive_int, default=None,
                         help='torch CPU threads (default: torch\'s choice)')
     parser.add_argument('--quick', action='store_true',
                         help=f'{QUICK["queries"]} x {QUICK["bank"]} x '

@@ -3,7 +3,7 @@
 
 Run from the repository root, once, on any machine (no network needed)::
 
-    python tools/convert_clip_rn50.py SRC OUT_DIR [--bpe PATH]
+    python tools/model_converters/convert_clip_rn50.py SRC OUT_DIR [--bpe PATH]
         [--text-act {quick_gelu,gelu}] [--allow-pickle]
 
 ``SRC`` is one of
@@ -81,10 +81,11 @@ import os
 import os.path as osp
 import re
 import sys
+import warnings
 import zipfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
@@ -432,7 +433,12 @@ def convert(src: str,
     """
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
-    from hlss_plugin.models.backbones import CLIPResNet
+    # hlss_plugin is imported only to convert (a --help stays instant)
+    with warnings.catch_warnings(record=True) as startup:
+        warnings.simplefilter('always')
+        from hlss_plugin.apis import filter_startup_warnings
+        from hlss_plugin.models.backbones import CLIPResNet
+    filter_startup_warnings(startup)
     if text_act not in ('quick_gelu', 'gelu'):
         raise ConvertError(f'--text-act must be quick_gelu (OpenAI weights) '
                            f'or gelu, got {text_act!r}.')

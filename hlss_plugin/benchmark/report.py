@@ -1,4 +1,5 @@
-"""Seed statistics, tables and figures of ``tools/benchmark.py``'s report.
+"""Seed statistics, tables and figures of the benchmark report
+(``tools/benchmarks/benchmark.py``).
 
 The tool keeps one report dict (written as ``benchmark.json``)::
 

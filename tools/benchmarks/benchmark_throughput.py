@@ -6,7 +6,7 @@ One run on one machine measures
    ``torch.set_num_threads(1)``), on (2, 300, 300) uint16 SRH TIFFs:
 
    - ``reference``: the reference-style per-sample torchvision pipeline
-     (:mod:`hlss_plugin.datasets.transforms.reference_pipeline`);
+     (:mod:`hlss_plugin.augmentation.reference_pipeline`);
    - ``per_sample``: our per-sample pipeline (``LoadSRHPatch`` +
      ``SRHThirdChannel`` + ``MultiView(SRHAugment)`` + ``PackInputs``);
    - ``ours``: what a worker does for the batched path (``LoadSRHPatchRaw``
@@ -45,8 +45,8 @@ The last line printed is one JSON object with every figure.
 
 Usage (from the repository root)::
 
-    python tools/benchmark_throughput.py --quick          # < 1 min, 2 cores
-    python tools/benchmark_throughput.py --device cuda --precision bf16 \\
+    python tools/benchmarks/benchmark_throughput.py --quick          # < 1 min, 2 cores
+    python tools/benchmarks/benchmark_throughput.py --device cuda --precision bf16 \\
         --channels-last --workers 12                      # paper setting
 """
 import argparse
@@ -59,16 +59,23 @@ import platform
 import sys
 import tempfile
 import time
+import warnings
 from contextlib import contextmanager
 
-TOOLS = osp.dirname(osp.abspath(__file__))
-REPO_ROOT = osp.dirname(TOOLS)
-for _path in (REPO_ROOT, TOOLS):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+with warnings.catch_warnings(record=True) as _startup:
+    warnings.simplefilter('always')
+    from hlss_plugin.apis import filter_startup_warnings
+filter_startup_warnings(_startup)
 
 import torch  # noqa: E402
 
+from hlss_plugin.benchmark import data_pipeline as bd  # noqa: E402
+from hlss_plugin.utils.arg_checks import (non_negative_int,  # noqa: E402
+                                          positive_int)
 from hlss_plugin.utils.quiet_logs import quiet_logs  # noqa: E402
 
 DEFAULT_CONFIG = osp.join(REPO_ROOT, 'configs', 'mmpretrain',
@@ -98,19 +105,19 @@ def parse_args(argv=None):
     parser.add_argument('--device', default=None,
                         help='cuda, cuda:1, cpu ... (default: cuda if '
                         'available, else cpu)')
-    parser.add_argument('--batch-size', type=int, default=None,
+    parser.add_argument('--batch-size', type=positive_int, default=None,
                         help='patches per step, a multiple of slides x '
                         'patches per patient (default: the config\'s; '
                         '8 --quick). Images per step = batch x views')
-    parser.add_argument('--steps', type=int, default=None,
+    parser.add_argument('--steps', type=positive_int, default=None,
                         help='timed training steps per round (default 10; '
                         '2 --quick)')
-    parser.add_argument('--rounds', type=int, default=None,
+    parser.add_argument('--rounds', type=positive_int, default=None,
                         help='timed rounds per step kind, best kept '
                         '(default 3; 1 --quick)')
-    parser.add_argument('--warmup', type=int, default=None,
+    parser.add_argument('--warmup', type=non_negative_int, default=None,
                         help='untimed steps first (default 5; 1 --quick)')
-    parser.add_argument('--e2e-steps', type=int, default=None,
+    parser.add_argument('--e2e-steps', type=positive_int, default=None,
                         help='timed end-to-end steps (default 48; 3 '
                         '--quick)')
     parser.add_argument('--precision', choices=('fp32', 'bf16'),
@@ -127,29 +134,29 @@ def parse_args(argv=None):
                         help='OpenSRH-layout folder for the end-to-end run; '
                         'a synthetic one is written to a temp dir if it is '
                         'not given or does not exist')
-    parser.add_argument('--workers', type=int, default=None,
+    parser.add_argument('--workers', type=non_negative_int, default=None,
                         help='DataLoader workers end to end (default: the '
                         'config\'s; 1 --quick)')
-    parser.add_argument('--crop-size', type=int, default=None,
+    parser.add_argument('--crop-size', type=positive_int, default=None,
                         help='view size in the steps and end to end '
                         '(default: the config\'s; 32 --quick); the CPU '
                         'pipeline section always uses the config\'s')
-    parser.add_argument('--depth', type=int, default=None,
+    parser.add_argument('--depth', type=positive_int, default=None,
                         help='ResNet depth (default: the config\'s; 18 '
                         '--quick)')
-    parser.add_argument('--base-channels', type=int, default=None,
+    parser.add_argument('--base-channels', type=positive_int, default=None,
                         help='ResNet width (default: the config\'s, 64; 16 '
                         '--quick)')
-    parser.add_argument('--patch-size', type=int, default=None,
+    parser.add_argument('--patch-size', type=positive_int, default=None,
                         help='synthetic patch size for the steps and end to '
                         'end (default 300; 64 --quick); the CPU pipeline '
                         'section always uses 300')
-    parser.add_argument('--patches', type=int, default=None,
+    parser.add_argument('--patches', type=positive_int, default=None,
                         help='patches per CPU pipeline timing (default 96; '
                         '8 --quick)')
-    parser.add_argument('--repeats', type=int, default=None,
+    parser.add_argument('--repeats', type=positive_int, default=None,
                         help='CPU pipeline passes, best kept (default 3)')
-    parser.add_argument('--threads', type=int, default=None,
+    parser.add_argument('--threads', type=positive_int, default=None,
                         help='torch threads of this process for the steps '
                         'and end to end (default: torch\'s; 1 with --quick '
                         'on a CPU, where OpenMP threads that share 2 cores '
@@ -162,20 +169,18 @@ def parse_args(argv=None):
                         'gather (boolean masking, host-device syncs) or '
                         'dense (every op on the whole batch + torch.where, '
                         'no syncs, more op work); default gather')
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--seed', type=non_negative_int, default=0,
+                        help='seed of the synthetic data and the model '
+                        '(default 0)')
     parser.add_argument('--json-out', default=None,
                         help='also write the final JSON object to this file '
-                        '(tools/gpu_throughput_check.sh collects them)')
+                        '(tools/benchmarks/gpu_throughput_check.sh collects '
+                        'them)')
     args = parser.parse_args(argv)
     defaults = QUICK if args.quick else FULL
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    for key in ('steps', 'rounds', 'e2e_steps', 'patches', 'repeats'):
-        if getattr(args, key) < 1:
-            parser.error(f'--{key.replace("_", "-")} must be >= 1')
-    if args.warmup < 0:
-        parser.error('--warmup must be >= 0')
     return args
 
 
@@ -262,7 +267,6 @@ def time_decode_only(paths, keys) -> float:
 
 
 def bench_cpu_pipelines(args, folder, views, crop) -> dict:
-    import benchmark_data as bd
     paths, source = bd.write_patches(folder, args.patches, 300, args.seed)
     keys = bd.ALGORITHM_KEYS
     with threads(1):
@@ -473,7 +477,6 @@ def write_srh_layout(root, patients, slides, patches, size, seed) -> None:
     TIFFs copied from a pool of up to 16 rendered patches (fast to write,
     real decode cost)."""
     import tifffile
-    import benchmark_data as bd
     from hlss_plugin.synthetic import OPENSRH_CLASSES
     pool, _ = bd.synthetic_patches(min(16, patients * slides * patches),
                                    size, seed)
@@ -596,8 +599,6 @@ def main(argv=None) -> dict:
     if args.threads is None and args.quick and device.type == 'cpu':
         args.threads = 1
     if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f'--threads must be >= 1, got {args.threads}.')
         torch.set_num_threads(args.threads)
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True

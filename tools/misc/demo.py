@@ -3,7 +3,7 @@
 Runs offline on the embedded defaults (2 CPU cores, a few minutes):
 
 1. writes a synthetic OpenSRH-layout dataset (7 classes × 8 patients ×
-   2 slides × 12 patches of 128 px: the data of ``tools/benchmark.py
+   2 slides × 12 patches of 128 px: the data of ``tools/benchmarks/benchmark.py
    --preset cpu``) unless it already exists,
 2. builds the training dataloader of ``configs/mmpretrain/hlss_srh_tiny.py``
    exactly as an mmengine Runner does (``HierarchicalSampler`` + SRH
@@ -20,15 +20,26 @@ Runs offline on the embedded defaults (2 CPU cores, a few minutes):
    checkpoint and timings.
 
 Example:
-    python tools/demo.py --work-dir work_dirs/demo
+    python tools/misc/demo.py --work-dir work_dirs/demo
 """
 import argparse
 import os
 import os.path as osp
 import sys
 import time
+import warnings
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+with warnings.catch_warnings(record=True) as _startup:
+    warnings.simplefilter('always')
+    from hlss_plugin.apis import filter_startup_warnings
+filter_startup_warnings(_startup)
+
+from hlss_plugin.utils.arg_checks import (non_negative_int,  # noqa: E402
+                                          positive_int)
 
 CONFIG = 'configs/mmpretrain/hlss_srh_tiny.py'
 
@@ -39,19 +50,19 @@ def parse_args(argv=None):
     parser.add_argument('--data-root', default=None,
                         help='synthetic data folder (default: '
                         'WORK_DIR/synthetic_srh); generated if missing')
-    parser.add_argument('--patients-per-class', type=int, default=8)
-    parser.add_argument('--slides', type=int, default=2)
-    parser.add_argument('--patches', type=int, default=12)
-    parser.add_argument('--size', type=int, default=128,
+    parser.add_argument('--patients-per-class', type=positive_int, default=8)
+    parser.add_argument('--slides', type=positive_int, default=2)
+    parser.add_argument('--patches', type=positive_int, default=12)
+    parser.add_argument('--size', type=positive_int, default=128,
                         help='patch size of the generated data (px)')
-    parser.add_argument('--crop-size', type=int, default=64,
+    parser.add_argument('--crop-size', type=positive_int, default=64,
                         help='training view and kNN centre crop size (px)')
-    parser.add_argument('--k', type=int, default=20,
+    parser.add_argument('--k', type=positive_int, default=20,
                         help='kNN neighbours (default 20: the bank holds '
                         '840 patches)')
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--num-workers', type=int, default=1)
-    parser.add_argument('--max-epochs', type=int, default=40,
+    parser.add_argument('--seed', type=non_negative_int, default=0)
+    parser.add_argument('--num-workers', type=non_negative_int, default=1)
+    parser.add_argument('--max-epochs', type=positive_int, default=40,
                         help='training length in epochs (default 40: the '
                         'CPU preset\'s budget)')
     parser.add_argument('--skip-train', action='store_true',
@@ -76,7 +87,7 @@ def load_config(data_root, args):
     kNN ``k``, seed and workers."""
     from mmengine.config import Config
 
-    from hlss_plugin.utils.benchmark_overrides import set_crop_size
+    from hlss_plugin.benchmark.overrides import set_crop_size
     from hlss_plugin.utils.config import set_data_root
     cfg = Config.fromfile(CONFIG)
     set_data_root(cfg, data_root)
@@ -99,11 +110,11 @@ def build_loader(cfg, seed):
 
 def train(cfg, work_dir, max_epochs, iters_per_epoch):
     """Train with mmengine's Runner, the config's warm-up + cosine rescaled
-    to ``max_epochs`` (as ``tools/benchmark.py`` does); returns (runner,
-    seconds)."""
+    to ``max_epochs`` (as ``tools/benchmarks/benchmark.py`` does); returns
+    (runner, seconds)."""
     from mmengine.runner import Runner
 
-    from hlss_plugin.utils.benchmark_overrides import rescale_schedule
+    from hlss_plugin.benchmark.overrides import rescale_schedule
     cfg.work_dir = work_dir
     if max_epochs is not None:
         rescale_schedule(cfg, max_epochs, iters_per_epoch)
@@ -244,17 +255,13 @@ def knn_section(cfg, runner, args):
 
 
 def knn_plots(runner, work_dir):
-    """Confusion matrices and t-SNE of the trained model (tools/test.py's
-    plotting functions); returns the PNG paths."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'hlss_tools_test', osp.join(osp.dirname(osp.abspath(__file__)),
-                                    'test.py'))
-    test_tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(test_tool)
-    results = test_tool.find_metric(runner.val_evaluator).last_results
-    plots = test_tool.plot_confusions(results, work_dir)
-    tsne = test_tool.plot_tsne(results, work_dir, max_points=2000)
+    """Confusion matrices and t-SNE of the trained model (the plots of
+    tools/test.py); returns the PNG paths."""
+    from hlss_plugin.apis import find_metric
+    from hlss_plugin.evaluation.reporting import plot_confusions, plot_tsne
+    results = find_metric(runner.val_evaluator).last_results
+    plots = plot_confusions(results, work_dir)
+    tsne = plot_tsne(results, work_dir, max_points=2000)
     return plots + ([tsne] if tsne else [])
 
 

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # The GPU throughput check of docs/performance.md as one prepared script.
 #
-# Runs tools/benchmark_throughput.py on one device at bf16 with channels-last
+# Runs tools/benchmarks/benchmark_throughput.py on one device at bf16 with channels-last
 # inputs, once per mode in MODES (by default: batched augmentation in
 # 'gather' mode, in 'dense' mode, and 'dense' with torch.compile), each under
 # its own time limit, then prints one Markdown table of the figures and the
-# targets (tools/throughput_table.py). A run that fails or times out is
+# targets (tools/benchmarks/throughput_table.py). A run that fails or times out is
 # reported and the others still run; the exit status is 1 if any failed.
 #
 # Usage (from anywhere):
-#   tools/gpu_throughput_check.sh [OUT_DIR]       # default work_dirs/throughput
+#   tools/benchmarks/gpu_throughput_check.sh [OUT_DIR]  # default work_dirs/throughput
+#   tools/benchmarks/gpu_throughput_check.sh --help     # this text
 # Environment:
-#   PYTHON   interpreter with hlss_plugin's requirements (default python3)
+#   PYTHON   interpreter with hlss_plugin's requirements (default: python,
+#            the active environment's)
 #   DEVICE   cuda, cuda:1, cpu ... (default cuda)
 #   WORKERS  DataLoader workers end to end (default 12)
 #   LIMIT_S  seconds per run before it is stopped (default 200)
@@ -21,9 +23,18 @@
 # Writes OUT_DIR/<mode>.json and OUT_DIR/<mode>.log per run and
 # OUT_DIR/summary.md; about 5 minutes on one H100 with the defaults.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+case "${1:-}" in
+  -h|--help)
+    # the comment block above, from "The GPU throughput check" to "Writes"
+    sed -n '2,/^set -uo pipefail/{/^set /d;s/^# \{0,1\}//;p}' "$0"
+    exit 0 ;;
+  -*)
+    echo "gpu_throughput_check: unknown option '$1'; usage: $0 [OUT_DIR] (--help for more)" >&2
+    exit 2 ;;
+esac
+cd "$(dirname "$0")/../.."
 OUT_DIR=${1:-work_dirs/throughput}
-PYTHON=${PYTHON:-python3}
+PYTHON=${PYTHON:-python}
 DEVICE=${DEVICE:-cuda}
 WORKERS=${WORKERS:-12}
 LIMIT_S=${LIMIT_S:-200}
@@ -54,7 +65,7 @@ for mode in $MODES; do
   echo "== $mode (limit ${LIMIT_S}s) -> $OUT_DIR/$name.json"
   rm -f "$OUT_DIR/$name.json"
   # shellcheck disable=SC2086  # EXTRA holds several flags
-  timeout "$LIMIT_S" "$PYTHON" tools/benchmark_throughput.py \
+  timeout "$LIMIT_S" "$PYTHON" tools/benchmarks/benchmark_throughput.py \
     --device "$DEVICE" --precision bf16 --channels-last \
     --workers "$WORKERS" --augment-mode "$aug" "${flags[@]}" $EXTRA \
     --json-out "$OUT_DIR/$name.json" >"$OUT_DIR/$name.log" 2>&1
@@ -71,7 +82,7 @@ for mode in $MODES; do
 done
 
 if [ "${#jsons[@]}" -gt 0 ]; then
-  "$PYTHON" tools/throughput_table.py "${jsons[@]}" | tee "$OUT_DIR/summary.md"
+  "$PYTHON" tools/benchmarks/throughput_table.py "${jsons[@]}" | tee "$OUT_DIR/summary.md"
 fi
 if [ "${#failed[@]}" -gt 0 ]; then
   echo "gpu_throughput_check: failed runs: ${failed[*]}" >&2

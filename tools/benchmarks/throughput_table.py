@@ -1,6 +1,6 @@
 """One Markdown table from several ``benchmark_throughput.py`` JSON results.
 
-``tools/gpu_throughput_check.sh`` runs the throughput benchmark a few times
+``tools/benchmarks/gpu_throughput_check.sh`` runs the throughput benchmark a few times
 (augmentation ``gather`` / ``dense``, with and without ``torch.compile``)
 and writes one JSON file per run (``--json-out``); this tool turns them into
 the table recorded in ``docs/performance.md``: one row per run with the
@@ -9,7 +9,7 @@ figures the GPU targets are judged on, and the targets as ``yes`` / ``no``
 
 Usage::
 
-    python tools/throughput_table.py work_dirs/throughput/*.json
+    python tools/benchmarks/throughput_table.py work_dirs/throughput/*.json
 
 Example:
     >>> row = dict(run='gather', device='cuda:0', device_name='H100',

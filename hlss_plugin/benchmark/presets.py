@@ -1,4 +1,5 @@
-"""Named sets of ``tools/benchmark.py`` settings (``--preset NAME``).
+"""Named sets of benchmark settings (``tools/benchmarks/benchmark.py
+--preset NAME``).
 
 A preset is a plain dict in :data:`PRESETS`; its keys are settings of
 :data:`DEFAULTS` (the tool's flags with ``-`` as ``_``) plus an optional
@@ -64,7 +65,7 @@ def _check_keys(name: str, preset: dict) -> None:
         raise ValueError(
             f'preset {name!r} sets unknown key(s) {unknown}; a preset may '
             f'set {sorted(DEFAULTS)} and data. Fix PRESETS[{name!r}] in '
-            f'hlss_plugin/utils/benchmark_presets.py.')
+            f'hlss_plugin/benchmark/presets.py.')
 
 
 def resolve_settings(explicit: Dict[str, Any],

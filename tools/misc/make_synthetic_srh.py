@@ -2,8 +2,8 @@
 
 Example::
 
-    python tools/make_synthetic_srh.py data/synthetic_srh
-    python tools/make_synthetic_srh.py /tmp/tiny --patients-per-class 1 \\
+    python tools/misc/make_synthetic_srh.py data/synthetic_srh
+    python tools/misc/make_synthetic_srh.py /tmp/tiny --patients-per-class 1 \\
         --slides 1 --patches 2 --size 64 --classes hgg,normal
 
 Works from a source checkout without installing ``hlss_plugin``.
@@ -12,13 +12,20 @@ import argparse
 import os.path as osp
 import sys
 import time
+import warnings
 
-try:
-    import hlss_plugin  # noqa: F401
-except ImportError:
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+with warnings.catch_warnings(record=True) as _startup:
+    warnings.simplefilter('always')
+    from hlss_plugin.apis import filter_startup_warnings
+filter_startup_warnings(_startup)
 
 from hlss_plugin.synthetic import OPENSRH_CLASSES, make_synthetic_srh  # noqa
+from hlss_plugin.utils.arg_checks import (non_negative_int,  # noqa: E402
+                                          positive_int)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,26 +41,29 @@ def build_parser() -> argparse.ArgumentParser:
         'earlier synthetic output)')
     parser.add_argument(
         '--patients-per-class',
-        type=int,
+        type=positive_int,
         default=6,
         help='patients per class (default: 6)')
     parser.add_argument(
         '--slides',
-        type=int,
+        type=positive_int,
         default=2,
         help='slides per patient (default: 2)')
     parser.add_argument(
         '--patches',
-        type=int,
+        type=positive_int,
         default=12,
         help='patches per slide (default: 12)')
     parser.add_argument(
         '--size',
-        type=int,
+        type=positive_int,
         default=300,
         help='patch size in pixels, >= 32 (default: 300)')
     parser.add_argument(
-        '--seed', type=int, default=0, help='random seed, >= 0 (default: 0)')
+        '--seed',
+        type=non_negative_int,
+        default=0,
+        help='random seed, >= 0 (default: 0)')
     parser.add_argument(
         '--classes',
         default=','.join(OPENSRH_CLASSES),

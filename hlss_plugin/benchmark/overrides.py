@@ -1,7 +1,7 @@
 """Config overrides that put self-supervised methods on one budget.
 
-Used by ``tools/benchmark.py``; each function changes a loaded mmengine
-``Config`` in place and returns what it changed as
+Used by ``tools/benchmarks/benchmark.py`` (and ``tools/train.py --epochs``);
+each function changes a loaded mmengine ``Config`` in place and returns what it changed as
 ``{config key: (old value, new value)}`` (keys as dotted paths, list
 positions as numbers, e.g. ``'model.neck.in_channels'``), so a tool can
 print the resolved overrides of every method.
@@ -22,7 +22,8 @@ from typing import Any, Dict, List, Tuple
 
 from mmengine.config import Config
 
-from .config import walk_config
+from ..utils.arg_checks import check_int
+from ..utils.config import walk_config
 
 Changes = Dict[str, Tuple[Any, Any]]
 
@@ -145,7 +146,8 @@ def set_backbone_depth(cfg: Config, depth: int,
 
 
 def set_crop_size(cfg: Config, size: int) -> Changes:
-    """Set the view size of every ``SRHAugment`` (its ``crop_size``) and the
+    """Set the view size of every training view transform (``SRHAugment``
+    and ``HEView``: ``crop_size``; ``LightlyView``: ``input_size``) and the
     size of every ``CenterCropTensor`` in ``cfg``.
 
     Args:
@@ -156,16 +158,17 @@ def set_crop_size(cfg: Config, size: int) -> Changes:
         dict: ``{key: (old, new)}`` (``old`` is None where unset).
 
     Raises:
-        ValueError: For a bad size, or a config with neither transform.
+        ValueError: For a bad size, or a config with none of these
+            transforms.
 
     Example:
         >>> cfg = Config(dict(view_pipeline=[dict(type='SRHAugment')]))
         >>> set_crop_size(cfg, 96)
         {'view_pipeline.0.crop_size': (None, 96)}
     """
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f'crop size must be a positive int, got {size!r}.')
-    targets = {'SRHAugment': 'crop_size', 'CenterCropTensor': 'size'}
+    check_int('crop size', size, minimum=1)
+    targets = {'SRHAugment': 'crop_size', 'HEView': 'crop_size',
+               'LightlyView': 'input_size', 'CenterCropTensor': 'size'}
     changes: Changes = {}
     found = False
     for container, key, path in list(walk_config(cfg._cfg_dict, '')):
@@ -179,8 +182,9 @@ def set_crop_size(cfg: Config, size: int) -> Changes:
                 changes[f'{path}.{field}'] = (old, size)
     if not found:
         raise ValueError(
-            f'config {cfg.filename or ""} has no SRHAugment or '
-            f'CenterCropTensor transform whose crop size could be set.')
+            f'config {cfg.filename or ""} has no SRHAugment, HEView, '
+            f'LightlyView or CenterCropTensor transform whose crop size could '
+            f'be set.')
     return changes
 
 

@@ -1,6 +1,7 @@
-"""Method variants for ablations in ``tools/benchmark.py``.
+"""Method variants for ablations in ``tools/benchmarks/benchmark.py``.
 
-A variant is a base method (a key of the tool's ``METHOD_CONFIGS``) plus
+A variant is a base method (a key of
+:data:`hlss_plugin.benchmark.methods.METHOD_CONFIGS`) plus
 options that change its HLSS level heads (every
 ``HierarchicalTextAlignedHead`` under ``model``: HLSS and the
 ``*_hlss`` wrappers). Two spellings, parsed by :func:`parse_method`:
@@ -9,8 +10,8 @@ options that change its HLSS level heads (every
   ``hlss:ha=off``, ``simclr_hlss:bridge=mlp,ha_weight=0.5``;
 * named: ``<base>_<suffix>`` with a suffix of :data:`NAMED_SUFFIXES`
   (``hlss_no_ha``, ``hlss_mlp_bridge``, ``hlss_ha_published``,
-  ``hlss_frozen_rows``, ``hlss_no_hvc``, ``hlss_centred``) or ``<base>_ha_w<x>`` (HA loss
-  weight ``x``, e.g. ``hlss_ha_w0.5``).
+  ``hlss_frozen_rows``, ``hlss_no_hvc``, ``hlss_centred``) or
+  ``<base>_ha_w<x>`` (HA loss weight ``x``, e.g. ``hlss_ha_w0.5``).
 
 Options (:data:`OPTIONS`):
 
@@ -39,7 +40,7 @@ from typing import Any, Dict, Iterable, List, NamedTuple, Tuple
 
 from mmengine.config import Config
 
-from .config import walk_config
+from ..utils.config import walk_config
 
 __all__ = ['OPTIONS', 'NAMED_SUFFIXES', 'MLP_BRIDGE_HIDDEN', 'HEAD_TYPE',
            'MethodSpec', 'parse_method', 'apply_variant', 'find_heads']
