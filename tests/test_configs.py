@@ -21,7 +21,9 @@ from mmpretrain.registry import MODELS
 
 import hlss_plugin  # noqa: F401
 from hlss_plugin.synthetic import make_synthetic_srh
-from hlss_plugin.utils.benchmark_overrides import set_crop_size
+from hlss_plugin.benchmark.overrides import set_crop_size
+
+from .test_cohort_configs import write_he_manifest
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'mmpretrain', '*.py')))
@@ -61,6 +63,11 @@ def tcga_root(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
+def manifest_root(tmp_path_factory):
+    return write_he_manifest(str(tmp_path_factory.mktemp('cohort')))
+
+
+@pytest.fixture(scope='module')
 def backbone_ckpt(tmp_path_factory):
     """An HLSS-style checkpoint holding a ResNet-50 under 'backbone.'."""
     init_default_scope('mmpretrain')
@@ -86,8 +93,12 @@ def test_config_trains_one_step(path, srh_root, tcga_root, backbone_ckpt,
     except ValueError:
         pass  # no SRH crop in this config (TCGA, linear probe)
     loader_cfg = cfg.train_dataloader
-    is_tcga = loader_cfg.dataset.type == 'TCGADataset'
-    loader_cfg.dataset.data_root = tcga_root if is_tcga else srh_root
+    roots = dict(TCGADataset=tcga_root)
+    if loader_cfg.dataset.type == 'HierarchicalManifestDataset':
+        roots['HierarchicalManifestDataset'] = request.getfixturevalue(
+            'manifest_root')
+    loader_cfg.dataset.data_root = roots.get(loader_cfg.dataset.type,
+                                             srh_root)
     sampler = loader_cfg.sampler
     if sampler.type == 'HierarchicalSampler':
         sampler.patients_per_batch = 2

@@ -1,9 +1,12 @@
 # HLSS on TCGA H&E patch bags: the OpenSRH paper setting with the H&E
-# attribute lists and the TCGA data pipeline.
+# attribute lists, the TCGA data pipeline (HEView views with HED stain
+# jitter) and kNN evaluation (train split = bank, val split = queries)
+# every 50 epochs.
 #   tools/dist_train.sh configs/mmpretrain/hlss_tcga.py 8 --data-root /data/tcga
 _base_ = [
     '_base_/models/hlss_resnet50.py',
     '_base_/datasets/tcga_hierarchical.py',
+    '_base_/datasets/tcga_knn_eval.py',
     '_base_/schedules/adamw_cosine_warmup.py',
     '_base_/default_runtime.py',
 ]
@@ -15,4 +18,6 @@ train_dataloader = dict(
     batch_size=patients_per_batch * 2 * 2,
     num_workers=8,
     sampler=dict(patients_per_batch=patients_per_batch))
-default_hooks = dict(checkpoint=dict(interval=50))
+train_cfg = dict(val_interval=50)  # kNN evaluation every 50 epochs
+default_hooks = dict(checkpoint=dict(interval=50, save_best='patient/acc',
+                                     rule='greater'))
