@@ -187,7 +187,7 @@ def close_process_group(clean: bool = True) -> None:
     DDP's reducer keeps the gloo backend alive: if it is only freed while the
     interpreter shuts down, gloo's worker threads are torn down with it and a
     rank can abort with ``terminate called without an active exception``
-    (seen in about 1 of 6 two-process CPU runs). So: a barrier on a clean exit
+    (3 times in about 25 two-process CPU runs). So: a barrier on a clean exit
     (no rank leaves while another still talks to it), a garbage collection
     (frees the reducer and pending works), then ``destroy_process_group``.
 
